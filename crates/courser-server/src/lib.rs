@@ -1,0 +1,265 @@
+//! The composition root: turns a validated [`courser_config::Config`] into running
+//! pools and plugins, and runs them until a signal says stop.
+//!
+//! Signal contract (stated first, as the guarantee users rely on):
+//! - SIGTERM or SIGINT: graceful stop. No new connections are accepted; requests in
+//!   flight finish within `endure.grace_period`; then every worker gets the stop
+//!   frame and is killed after `destroy_timeout` if it does not leave.
+//! - A second SIGTERM or SIGINT: immediate exit with status 1 (workers are killed).
+//!
+//! Only this crate knows every plugin; plugins never depend on each other.
+
+use courser_config::{Config, PoolConfig, Relay};
+use courser_frame::Limits;
+use courser_http::{HttpOptions, HttpServer};
+use courser_pool::Pool;
+use courser_relay::{SocketAddress, SocketListener};
+use courser_worker::{RelayMode, SpawnSpec};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+/// The RoadRunner version workers are told (`RR_VERSION`): the release line whose
+/// protocol Courser speaks.
+pub const RR_VERSION: &str = "2025.1.15";
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Nothing in the config asks for a pool or a listener.
+    #[error("nothing to serve: the config has no http section (add `http: {{address: ..., pool: ...}}`)")]
+    NothingToServe,
+    /// The worker command is missing.
+    #[error(
+        "server.command is required: the command that starts a PHP worker, e.g. \"php worker.php\""
+    )]
+    NoCommand,
+    /// A socket relay could not be opened.
+    #[error("server.relay: {0}")]
+    Relay(#[from] courser_relay::RelayError),
+    /// A pool could not start (no worker could boot).
+    #[error("the {pool} pool could not start: {source}")]
+    Pool {
+        /// The plugin.
+        pool: String,
+        /// Why.
+        source: courser_pool::PoolError,
+    },
+    /// The HTTP listener could not start.
+    #[error(transparent)]
+    Http(#[from] courser_http::HttpError),
+    /// `server.user` or `server.group` does not exist.
+    #[error("server.{key}: {name:?} is not a known {key} on this machine")]
+    NoSuchUser {
+        /// `user` or `group`.
+        key: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Installing the signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Extra inputs that do not come from the YAML file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Variables from `--dotenv`, passed to workers.
+    pub dotenv: Vec<(String, String)>,
+    /// Working directory for workers.
+    pub workdir: Option<PathBuf>,
+}
+
+/// Builds the worker environment in RoadRunner's order (spec 2.1): our own
+/// environment (inherited), dotenv, `RR_RELAY`, `RR_RPC`, `server.env`,
+/// `RR_VERSION`, then the plugin's `RR_MODE`.
+fn worker_env(
+    cfg: &Config,
+    run: &RunOptions,
+    pool: &PoolConfig,
+    mode: &str,
+) -> Vec<(String, String)> {
+    let mut env = run.dotenv.clone();
+    env.push(("RR_RELAY".into(), cfg.server.relay.to_string()));
+    if let Some(rpc) = &cfg.rpc {
+        env.push(("RR_RPC".into(), rpc.listen.clone()));
+    }
+    env.extend(cfg.server.env.iter().cloned());
+    env.extend(pool.env.iter().cloned());
+    env.push(("RR_VERSION".into(), RR_VERSION.into()));
+    env.push(("RR_MODE".into(), mode.into()));
+    env
+}
+
+fn resolve_ids(cfg: &Config) -> Result<(Option<u32>, Option<u32>), ServerError> {
+    let uid = match &cfg.server.user {
+        None => None,
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ServerError::NoSuchUser {
+                    key: "user",
+                    name: name.clone(),
+                })?
+                .uid
+                .as_raw(),
+        ),
+    };
+    let gid = match &cfg.server.group {
+        None => None,
+        Some(name) => Some(
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .ok_or_else(|| ServerError::NoSuchUser {
+                    key: "group",
+                    name: name.clone(),
+                })?
+                .gid
+                .as_raw(),
+        ),
+    };
+    Ok((uid, gid))
+}
+
+/// A running server.
+pub struct Server {
+    pools: Vec<Pool>,
+    http: Option<tokio::task::JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+    grace: Duration,
+    _relay: Option<SocketListener>,
+}
+
+impl Server {
+    /// Starts every configured pool and plugin. Fails when a pool cannot start a
+    /// single worker (the error carries the worker's stderr, e.g. a PHP parse error).
+    pub async fn start(cfg: &Config, run: &RunOptions) -> Result<Server, ServerError> {
+        let Some(http_cfg) = &cfg.http else {
+            return Err(ServerError::NothingToServe);
+        };
+        let (uid, gid) = resolve_ids(cfg)?;
+        let limits = Limits::default();
+        let (relay, listener) = match &cfg.server.relay {
+            Relay::Pipes => (RelayMode::Pipes, None),
+            Relay::Tcp(a) => {
+                let l = SocketListener::bind(SocketAddress::Tcp(a.clone()), limits).await?;
+                (RelayMode::Socket(l.clone()), Some(l))
+            }
+            Relay::Unix(p) => {
+                let l = SocketListener::bind(SocketAddress::Unix(p.clone()), limits).await?;
+                (RelayMode::Socket(l.clone()), Some(l))
+            }
+        };
+        let pool_cfg = http_cfg.pool.clone();
+        let command = pool_cfg
+            .command
+            .clone()
+            .unwrap_or_else(|| cfg.server.command.clone());
+        if command.is_empty() {
+            return Err(ServerError::NoCommand);
+        }
+        let spec = SpawnSpec {
+            command,
+            env: worker_env(cfg, run, &pool_cfg, "http"),
+            cwd: run.workdir.clone(),
+            relay,
+            limits,
+            boot_timeout: pool_cfg.allocate_timeout,
+            pool: "http".into(),
+            uid,
+            gid,
+            on_exit: None,
+        };
+        let pool = Pool::start("http", pool_cfg.clone(), spec)
+            .await
+            .map_err(|source| ServerError::Pool {
+                pool: "http".into(),
+                source,
+            })?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let http = match &http_cfg.address {
+            Some(address) => {
+                let opts = HttpOptions {
+                    address: address.clone(),
+                    internal_error_code: http_cfg.internal_error_code,
+                    max_request_size: http_cfg.max_request_size,
+                    debug: pool_cfg.debug,
+                    access_logs: http_cfg.access_logs,
+                };
+                let server = match HttpServer::bind(opts, pool.clone()).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        pool.stop(Duration::ZERO).await;
+                        return Err(e.into());
+                    }
+                };
+                Some(tokio::spawn(server.run(shutdown_rx)))
+            }
+            None => None,
+        };
+        Ok(Server {
+            pools: vec![pool],
+            http,
+            shutdown,
+            grace: cfg.endure.grace_period,
+            _relay: listener,
+        })
+    }
+
+    /// The pools, for RPC and metrics.
+    pub fn pools(&self) -> &[Pool] {
+        &self.pools
+    }
+
+    /// Graceful stop: stop accepting, let requests finish within the grace period,
+    /// then stop the workers.
+    pub async fn stop(self) {
+        let deadline = Instant::now() + self.grace;
+        self.shutdown.send_replace(true);
+        if let Some(h) = self.http {
+            if tokio::time::timeout_at(deadline.into(), h).await.is_err() {
+                tracing::warn!("requests still running after the grace period; stopping anyway");
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        for p in &self.pools {
+            p.stop(left).await;
+        }
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT, then stops it gracefully; a second
+/// signal during the stop exits at once with status 1.
+pub async fn serve(cfg: &Config, run: &RunOptions) -> Result<(), ServerError> {
+    let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
+    let server = Server::start(cfg, run).await?;
+    tracing::info!("courser is serving; SIGTERM or SIGINT stops it gracefully");
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = which, grace_period = ?cfg.endure.grace_period, "stopping gracefully; send the signal again to stop at once");
+    let pools = server.pools().to_vec();
+    let stop = server.stop();
+    tokio::select! {
+        _ = stop => {}
+        _ = term.recv() => force(&pools),
+        _ = int.recv() => force(&pools),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn force(pools: &[Pool]) {
+    tracing::warn!("second signal: exiting now");
+    // Workers are in their own process groups and destructors do not run on
+    // process::exit, so kill every worker's group explicitly.
+    for p in pools {
+        p.kill_all();
+    }
+    std::process::exit(1);
+}

@@ -1,0 +1,131 @@
+//! The `courser` command line: a thin layer over `courser-server`.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use courser_config::{LoadOptions, LogEncoding, LogLevel, LogMode};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "courser",
+    version,
+    about = "A RoadRunner-compatible PHP application server",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// Config file (RoadRunner's .rr.yaml format).
+    #[arg(short = 'c', long = "config", default_value = ".rr.yaml")]
+    config: PathBuf,
+    /// Working directory (default: the config file's directory).
+    #[arg(short = 'w', long = "workdir", alias = "WorkDir")]
+    workdir: Option<PathBuf>,
+    /// Override a config key: -o http.pool.num_workers=4 (repeatable).
+    #[arg(short = 'o', long = "override")]
+    overrides: Vec<String>,
+    /// Load environment variables from a dotenv file (also DOTENV_PATH).
+    #[arg(long = "dotenv", env = "DOTENV_PATH")]
+    dotenv: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the configured pools and listeners until SIGTERM or SIGINT.
+    Serve {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Only validate the config, print warnings, and exit.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve { cfg, check } => match serve(cfg, check) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("courser: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {
+    let opts = LoadOptions {
+        path: args.config.clone(),
+        overrides: args.overrides.clone(),
+        dotenv: args.dotenv.clone(),
+        env: None,
+    };
+    let loaded = courser_config::load(&opts)?;
+    if check {
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("{}: the config is valid", args.config.display());
+        return Ok(());
+    }
+    init_logs(&loaded.config.logs);
+    for w in &loaded.warnings {
+        tracing::warn!(key = %w.key, "{w}");
+    }
+    // Like RoadRunner: run from the config's directory unless -w is given.
+    let workdir = match &args.workdir {
+        Some(w) => w.clone(),
+        None => args
+            .config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    std::env::set_current_dir(&workdir).with_context(|| {
+        format!(
+            "cannot change to the working directory {}",
+            workdir.display()
+        )
+    })?;
+    let run = courser_server::RunOptions {
+        dotenv: loaded.dotenv.clone(),
+        workdir: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(courser_server::serve(&loaded.config, &run))?;
+    Ok(())
+}
+
+fn init_logs(cfg: &courser_config::LogsConfig) {
+    use tracing_subscriber::EnvFilter;
+    let level = match cfg.level {
+        LogLevel::Panic | LogLevel::Error => "error",
+        LogLevel::Warn => "warn",
+        LogLevel::Info => "info",
+        LogLevel::Debug => "debug",
+    };
+    if matches!(cfg.mode, LogMode::Off) {
+        return;
+    }
+    let filter = EnvFilter::try_from_env("COURSER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,h2=warn")));
+    let json = matches!(cfg.encoding, LogEncoding::Json) || matches!(cfg.mode, LogMode::Production);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
