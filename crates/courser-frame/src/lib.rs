@@ -72,7 +72,9 @@ impl Default for Limits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The version nibble is not 1: the bytes are almost certainly not a frame.
-    #[error("protocol version {found} in byte 0 (0x{byte0:02x}); Goridge v3 frames carry version 1")]
+    #[error(
+        "protocol version {found} in byte 0 (0x{byte0:02x}); Goridge v3 frames carry version 1"
+    )]
     Version { found: u8, byte0: u8 },
     /// The header length nibble is outside 3..=13.
     #[error("header length of {hl} words in byte 0 (0x{byte0:02x}); a frame has 3 to {} words", 3 + MAX_OPTIONS)]
@@ -416,10 +418,22 @@ mod tests {
         check(&stop, Ok(Some((0x09, 0, &[], b"{\"stop\":true}"))));
         check(&stop[..5], Ok(None));
         check(&stop[..13], Ok(None));
-        check(b"Hello, World!", Err(FrameError::Version { found: 4, byte0: b'H' }));
+        check(
+            b"Hello, World!",
+            Err(FrameError::Version {
+                found: 4,
+                byte0: b'H',
+            }),
+        );
         let mut bad_hl = stop.clone();
         bad_hl[0] = 0x1e;
-        check(&bad_hl, Err(FrameError::HeaderLength { hl: 14, byte0: 0x1e }));
+        check(
+            &bad_hl,
+            Err(FrameError::HeaderLength {
+                hl: 14,
+                byte0: 0x1e,
+            }),
+        );
         let mut bad_crc = stop.clone();
         bad_crc[6] ^= 0xff;
         assert!(matches!(
@@ -430,7 +444,10 @@ mod tests {
         let mut buf = BytesMut::from(&big[..]);
         assert_eq!(
             decode(&mut buf, &Limits { max_payload: 99 }),
-            Err(FrameError::TooLarge { len: 104 - 4, max: 99 })
+            Err(FrameError::TooLarge {
+                len: 104 - 4,
+                max: 99
+            })
         );
     }
 

@@ -39,7 +39,12 @@ fn every_vector_round_trips_byte_for_byte() {
         let bytes = unhex(&std::fs::read_to_string(&p).expect("read vector"));
         let f = decode_exact(&bytes, &Limits::default())
             .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        assert_eq!(f.to_bytes(), bytes, "{} re-encodes differently", p.display());
+        assert_eq!(
+            f.to_bytes(),
+            bytes,
+            "{} re-encodes differently",
+            p.display()
+        );
         n += 1;
     }
     assert!(n >= 57, "expected at least 57 vectors, found {n}");
@@ -57,20 +62,118 @@ struct Expect {
 #[test]
 fn vectors_decode_to_their_documented_parts() {
     let cases = [
-        Expect { name: "pid_request", flags: 0x09, byte10: 0, options: &[], context: None, body_prefix: b"{\"pid\":1651}" },
-        Expect { name: "pid_response", flags: flags::CONTROL, byte10: 0, options: &[], context: None, body_prefix: b"{\"pid\":" },
-        Expect { name: "stop", flags: 0x09, byte10: 0, options: &[], context: None, body_prefix: b"{\"stop\":true}" },
-        Expect { name: "worker_stop_request", flags: 0, byte10: 0, options: &[13], context: Some(b"{\"stop\":true}"), body_prefix: b"" },
-        Expect { name: "pong", flags: 0, byte10: stream::PONG, options: &[], context: None, body_prefix: b"" },
-        Expect { name: "stream_stop", flags: 0, byte10: stream::STOP, options: &[], context: None, body_prefix: b"" },
-        Expect { name: "stream_stop_ack", flags: 0, byte10: 0, options: &[0], context: Some(b""), body_prefix: b"" },
-        Expect { name: "http_response_error", flags: flags::ERROR, byte10: 0, options: &[], context: None, body_prefix: b"boom: worker error" },
-        Expect { name: "http_response_stream_06", flags: flags::CODEC_PROTO, byte10: stream::STREAM | stream::PING, options: &[], context: None, body_prefix: b"" },
-        Expect { name: "http_response_legacy_get", flags: 0, byte10: 0, options: &[], context: None, body_prefix: b"" },
-        Expect { name: "http_response_json_get", flags: flags::CODEC_JSON, byte10: 0, options: &[], context: None, body_prefix: b"" },
-        Expect { name: "jobs_request_ok", flags: flags::CODEC_RAW, byte10: 0, options: &[], context: None, body_prefix: b"" },
-        Expect { name: "rpc_request_resetter_Reset", flags: flags::CODEC_JSON, byte10: 0, options: &[2, 14], context: None, body_prefix: b"resetter.Reset\"http\"" },
-        Expect { name: "rpc_response_informer_Nope", flags: flags::CODEC_JSON | flags::ERROR, byte10: 0, options: &[], context: None, body_prefix: b"" },
+        Expect {
+            name: "pid_request",
+            flags: 0x09,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"{\"pid\":1651}",
+        },
+        Expect {
+            name: "pid_response",
+            flags: flags::CONTROL,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"{\"pid\":",
+        },
+        Expect {
+            name: "stop",
+            flags: 0x09,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"{\"stop\":true}",
+        },
+        Expect {
+            name: "worker_stop_request",
+            flags: 0,
+            byte10: 0,
+            options: &[13],
+            context: Some(b"{\"stop\":true}"),
+            body_prefix: b"",
+        },
+        Expect {
+            name: "pong",
+            flags: 0,
+            byte10: stream::PONG,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
+        Expect {
+            name: "stream_stop",
+            flags: 0,
+            byte10: stream::STOP,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
+        Expect {
+            name: "stream_stop_ack",
+            flags: 0,
+            byte10: 0,
+            options: &[0],
+            context: Some(b""),
+            body_prefix: b"",
+        },
+        Expect {
+            name: "http_response_error",
+            flags: flags::ERROR,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"boom: worker error",
+        },
+        Expect {
+            name: "http_response_stream_06",
+            flags: flags::CODEC_PROTO,
+            byte10: stream::STREAM | stream::PING,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
+        Expect {
+            name: "http_response_legacy_get",
+            flags: 0,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
+        Expect {
+            name: "http_response_json_get",
+            flags: flags::CODEC_JSON,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
+        Expect {
+            name: "jobs_request_ok",
+            flags: flags::CODEC_RAW,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
+        Expect {
+            name: "rpc_request_resetter_Reset",
+            flags: flags::CODEC_JSON,
+            byte10: 0,
+            options: &[2, 14],
+            context: None,
+            body_prefix: b"resetter.Reset\"http\"",
+        },
+        Expect {
+            name: "rpc_response_informer_Nope",
+            flags: flags::CODEC_JSON | flags::ERROR,
+            byte10: 0,
+            options: &[],
+            context: None,
+            body_prefix: b"",
+        },
     ];
     for c in cases {
         let f = decode_exact(&load(c.name), &Limits::default()).expect(c.name);
@@ -84,16 +187,36 @@ fn vectors_decode_to_their_documented_parts() {
             assert_eq!(&got_ctx[..], ctx, "{}: context", c.name);
             assert!(body.starts_with(c.body_prefix), "{}: body", c.name);
         } else {
-            assert!(f.payload.starts_with(c.body_prefix), "{}: payload {:?}", c.name, f.payload);
+            assert!(
+                f.payload.starts_with(c.body_prefix),
+                "{}: payload {:?}",
+                c.name,
+                f.payload
+            );
         }
     }
 }
 
 #[test]
 fn response_vectors_carry_one_context_option_in_range() {
-    for name in ["http_response_get", "http_response_form", "http_response_multipart", "http_response_json_body", "http_response_head", "http_response_stream_01", "http_response_stream_08", "http_response_early_hints_01", "http_response_early_hints_02", "jobs_response_ok", "jobs_response_fail"] {
+    for name in [
+        "http_response_get",
+        "http_response_form",
+        "http_response_multipart",
+        "http_response_json_body",
+        "http_response_head",
+        "http_response_stream_01",
+        "http_response_stream_08",
+        "http_response_early_hints_01",
+        "http_response_early_hints_02",
+        "jobs_response_ok",
+        "jobs_response_fail",
+    ] {
         let f = decode_exact(&load(name), &Limits::default()).expect(name);
         assert_eq!(f.options.len(), 1, "{name}");
-        assert!(f.split_context().is_some(), "{name}: context length out of range");
+        assert!(
+            f.split_context().is_some(),
+            "{name}: context length out of range"
+        );
     }
 }
