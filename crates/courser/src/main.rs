@@ -52,11 +52,24 @@ fn main() -> ExitCode {
         Cmd::Serve { cfg, check } => match serve(cfg, check) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("courser: {e:#}");
+                eprintln!("courser: {}", describe(&e));
                 ExitCode::FAILURE
             }
         },
     }
+}
+
+/// The error and its causes, each cause only when its text adds something.
+fn describe(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
 }
 
 fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {

@@ -1,0 +1,303 @@
+//! End-to-end tests: the real `courser` binary, real `php` workers, real HTTP.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn courser() -> &'static str {
+    env!("CARGO_BIN_EXE_courser")
+}
+
+fn worker_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/php/http_worker.php")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(extra: &str) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let yaml = format!(
+            "version: \"3\"\nserver:\n  command: \"php {}\"\n  env:\n    APP_MARK: mark-42\n{extra}\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n    allocate_timeout: 5s\n    destroy_timeout: 2s\nlogs:\n  level: info\nendure:\n  grace_period: 5s\n",
+            worker_script().display()
+        );
+        let cfg = dir.path().join(".rr.yaml");
+        std::fs::write(&cfg, yaml).expect("write config");
+        let log = dir.path().join("courser.log");
+        let child = Command::new(courser())
+            .args(["serve", "-c"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn courser");
+        let s = Server {
+            child,
+            port,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if get(s.port, "/pid").is_some() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("courser did not answer; log:\n{}", s.log_text());
+    }
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args(["-s", sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+}
+
+/// A minimal HTTP/1.1 client: returns (status, headers, body).
+fn request(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: sid=abc123; theme=dark%20mode\r\nContent-Length: {}\r\n\r\n", body.len());
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head, buf[split + 4..].to_vec()))
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String, Vec<u8>)> {
+    request(port, "GET", path, b"")
+}
+
+fn body_text(r: &Option<(u16, String, Vec<u8>)>) -> String {
+    r.as_ref()
+        .map(|r| String::from_utf8_lossy(&r.2).into_owned())
+        .unwrap_or_default()
+}
+
+fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn version_prints() {
+    let out = Command::new(courser())
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("courser "));
+}
+
+fn check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.yaml");
+    std::fs::write(&p, yaml).expect("write");
+    let out = Command::new(courser())
+        .args(["serve", "--check", "-c"])
+        .arg(&p)
+        .output()
+        .expect("run");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn check_validates_and_names_the_key() {
+    let base = "version: \"3\"\nserver:\n  command: php w.php\nhttp:\n  address: 127.0.0.1:1\n  pool:\n    num_workers: 2\n";
+    let cases: &[(&str, bool, &[&str])] = &[
+        (base, true, &["valid"]),
+        (
+            &base.replace("num_workers: 2", "num_workers: many"),
+            false,
+            &["http.pool.num_workers", "many"],
+        ),
+        (
+            &base.replace("num_workers: 2", "num_worker: 2"),
+            true,
+            &["unknown key http.pool.num_worker", "num_workers"],
+        ),
+        (
+            &base.replace("num_workers: 2", "allocate_timeout: soon"),
+            false,
+            &["http.pool.allocate_timeout", "soon"],
+        ),
+        (
+            &format!("{base}  ssl:\n    address: 127.0.0.1:443\n"),
+            true,
+            &["http.ssl is not supported by Courser yet"],
+        ),
+        (&base.replace("version: \"3\"\n", ""), false, &["version"]),
+    ];
+    for (yaml, ok, needles) in cases {
+        let (got_ok, out) = check(yaml);
+        assert_eq!(got_ok, *ok, "{yaml}\n{out}");
+        for n in *needles {
+            assert!(out.contains(n), "expected {n:?} in:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn boot_failure_exits_non_zero_with_php_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("broken.php"), "<?php\n$x = ;\n").expect("write");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join(".rr.yaml"),
+        format!("version: \"3\"\nserver:\n  command: php broken.php\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n"),
+    )
+    .expect("write");
+    let out = Command::new(courser())
+        .args(["serve", "-c"])
+        .arg(dir.path().join(".rr.yaml"))
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("PHP Parse error") && err.contains("exit code 255"),
+        "{err}"
+    );
+}
+
+fn relay_cases(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("pipes", String::new()),
+        (
+            "unix",
+            format!("  relay: unix://{}\n", dir.join("r.sock").display()),
+        ),
+        ("tcp", format!("  relay: tcp://127.0.0.1:{}\n", free_port())),
+    ]
+}
+
+#[test]
+fn serves_php_over_every_relay() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (name, relay) in relay_cases(tmp.path()) {
+        let s = Server::start(&relay);
+        let env = body_text(&get(s.port, "/env"));
+        assert!(
+            env.contains("\"RR_MODE\":\"http\"")
+                && env.contains("\"APP_MARK\":\"mark-42\"")
+                && env.contains("\"RR_VERSION\""),
+            "{name}: {env}"
+        );
+        let r = request(s.port, "POST", "/echo", b"payload-bytes");
+        assert_eq!(r.as_ref().map(|r| r.0), Some(200), "{name}");
+        assert_eq!(
+            body_text(&r),
+            "payload-bytes",
+            "{name}: echo went to stderr, not into the body"
+        );
+        let c = get(s.port, "/cookies");
+        let head = c.as_ref().map(|c| c.1.clone()).unwrap_or_default();
+        assert_eq!(head.matches("set-cookie:").count(), 2, "{name}: {head}");
+        assert_eq!(
+            body_text(&c),
+            r#"{"sid":"abc123","theme":"dark mode"}"#,
+            "{name}"
+        );
+        assert!(
+            wait_for(Duration::from_secs(5), || s
+                .log_text()
+                .contains("this echo must go to stderr")),
+            "{name}: echo not in the log"
+        );
+    }
+}
+
+#[test]
+fn crashes_errors_and_stdout_garbage_fail_one_request_only() {
+    let s = Server::start("");
+    assert_eq!(get(s.port, "/crash").map(|r| r.0), Some(500));
+    assert_eq!(get(s.port, "/error").map(|r| r.0), Some(500));
+    let g = get(s.port, "/stdout");
+    assert_eq!(g.as_ref().map(|r| r.0), Some(500));
+    assert!(
+        !body_text(&g).contains("Hello from PHP"),
+        "PHP detail must not reach the client"
+    );
+    for _ in 0..10 {
+        assert_eq!(get(s.port, "/").map(|r| r.0), Some(200));
+    }
+    let log = s.log_text();
+    assert!(
+        log.contains("crashed while running the job (exit code 9)"),
+        "{log}"
+    );
+    assert!(log.contains("deliberate failure"), "{log}");
+    assert!(
+        log.contains("Hello from PHP") && log.contains("STDERR"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let mut s = Server::start("");
+    let port = s.port;
+    let slow = std::thread::spawn(move || get(port, "/sleep?ms=800"));
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal("TERM");
+    let r = slow.join().expect("join");
+    assert_eq!(
+        r.as_ref().map(|r| r.0),
+        Some(200),
+        "in-flight request was dropped"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || matches!(
+            s.child.try_wait(),
+            Ok(Some(_))
+        )),
+        "courser did not exit"
+    );
+    let status = s.child.try_wait().ok().flatten().expect("exited");
+    assert!(status.success(), "exit status {status:?}\n{}", s.log_text());
+    assert!(get(port, "/").is_none(), "still accepting after SIGTERM");
+}
