@@ -396,7 +396,9 @@ pub fn preview(bytes: &[u8], max: usize) -> String {
 mod tests {
     use super::*;
 
-    fn check(bytes: &[u8], expected: Result<Option<(u8, u8, &[u32], &[u8])>, FrameError>) {
+    type Parts<'a> = (u8, u8, &'a [u32], &'a [u8]);
+
+    fn check(bytes: &[u8], expected: Result<Option<Parts<'_>>, FrameError>) {
         let mut buf = BytesMut::from(bytes);
         let got = decode(&mut buf, &Limits::default()).map(|o| {
             o.map(|f| {

@@ -149,10 +149,10 @@ fn headers_map<'de, D: serde::Deserializer<'de>>(
     #[serde(untagged)]
     enum Headers {
         Map(serde_json::Map<String, serde_json::Value>),
-        List(Vec<serde::de::IgnoredAny>),
+        List(#[allow(dead_code)] Vec<serde::de::IgnoredAny>),
     }
     Ok(match Headers::deserialize(d)? {
-        Headers::List(_) => Vec::new(),
+        Headers::List(_) => Vec::new(), // PHP encodes an empty header set as []
         Headers::Map(m) => m
             .into_iter()
             .map(|(k, v)| {

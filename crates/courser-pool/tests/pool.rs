@@ -37,10 +37,12 @@ fn spec(relay: RelayMode, env: &[(&str, &str)]) -> SpawnSpec {
 }
 
 fn cfg(workers: usize) -> PoolConfig {
-    let mut c = PoolConfig::default();
-    c.num_workers = workers;
-    c.allocate_timeout = Duration::from_secs(10);
-    c.destroy_timeout = Duration::from_secs(2);
+    let mut c = PoolConfig {
+        num_workers: workers,
+        allocate_timeout: Duration::from_secs(10),
+        destroy_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
     c.supervisor.watch_tick = Duration::from_millis(50);
     c
 }

@@ -236,14 +236,12 @@ fn forward_lines(
         let mut line = Vec::with_capacity(256);
         loop {
             line.clear();
-            let n = match (&mut r)
+            // A read error ends forwarding like end of stream does.
+            let n = (&mut r)
                 .take(MAX_LINE as u64)
                 .read_until(b'\n', &mut line)
                 .await
-            {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+                .unwrap_or_default();
             if n == 0 {
                 break;
             }
