@@ -606,6 +606,9 @@ impl Inner {
     /// Gives a worker back after a job.
     fn release(&self, w: Worker, reusable: bool) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if reusable && self.fail_streak.load(Ordering::Relaxed) != 0 {
+            self.fail_streak.store(0, Ordering::Release);
+        }
         if !reusable {
             self.dispose(w);
         } else {
@@ -705,7 +708,8 @@ impl Inner {
             }
             match Worker::spawn(&inner.spec).await {
                 Ok(w) => {
-                    inner.fail_streak.store(0, Ordering::Release);
+                    // The failure streak is not cleared here: a worker that boots and
+                    // then dies at once is still a crash loop. A completed job clears it.
                     inner.stats.spawned.fetch_add(1, Ordering::Relaxed);
                     lock(&inner.workers).insert(w.pid(), w.info().clone());
                     tracing::debug!(pool = %inner.name, pid = w.pid(), "worker added");
@@ -756,6 +760,10 @@ impl Inner {
 
     pub(crate) fn spawning(&self) -> usize {
         self.spawning.load(Ordering::Acquire)
+    }
+    /// Counts one more failure in a row (spawn failed, or a worker died at once).
+    pub(crate) fn note_crash_loop(&self) {
+        self.fail_streak.fetch_add(1, Ordering::AcqRel);
     }
     pub(crate) fn failing(&self) -> bool {
         self.fail_streak.load(Ordering::Acquire) > 0

@@ -44,11 +44,19 @@ fn on_exit(inner: &Arc<Inner>, pid: u32) {
             .unwrap_or_else(|| "unknown status".into());
         let stderr = w.stderr_tail();
         inner.restart(RestartReason::Crash);
+        if w.jobs() == 0 && w.started.elapsed() < QUICK_DEATH {
+            // Died right after boot without running a job: part of a crash loop.
+            inner.note_crash_loop();
+        }
         tracing::warn!(pool = %inner.name, pid, exit = %exit, stderr = %last_line(&stderr), "worker exited while idle; replacing it");
     }
     inner.sweep_idle();
     inner.settled.notify_waiters();
 }
+
+/// A worker that dies this soon after spawning, without running a job, counts as a
+/// failed start for the crash-loop backoff.
+const QUICK_DEATH: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn last_line(s: &str) -> &str {
     s.lines().last().unwrap_or("")

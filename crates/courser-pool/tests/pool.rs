@@ -453,3 +453,33 @@ async fn debug_mode_uses_a_fresh_worker_per_job() {
     assert_ne!(a, b);
     pool.stop(Duration::from_secs(2)).await;
 }
+
+#[tokio::test]
+async fn crash_loops_back_off_and_recover() {
+    for var in ["FAKE_BOOT_FAIL_IF", "FAKE_DIE_AFTER_HANDSHAKE_IF"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("broken");
+        let marker_s = marker.display().to_string();
+        let pool = Pool::start("test", cfg(2), spec(RelayMode::Pipes, &[(var, marker_s.as_str())])).await.expect("start");
+        std::fs::write(&marker, b"x").expect("marker");
+        for _ in 0..2 {
+            let _ = pool.exec(job("crash:1")).await;
+        }
+        let stats = pool.stats();
+        let spawned_before = stats.spawned.load(std::sync::atomic::Ordering::Relaxed)
+            + stats.spawn_failures.load(std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let attempts = stats.spawned.load(std::sync::atomic::Ordering::Relaxed)
+            + stats.spawn_failures.load(std::sync::atomic::Ordering::Relaxed)
+            - spawned_before;
+        // 100 + 200 + 400 + 800 ms of backoff: about 4-5 attempts, never a spin.
+        assert!((2..=8).contains(&attempts), "{var}: {attempts} spawn attempts in 1.6 s");
+        std::fs::remove_file(&marker).expect("rm marker");
+        assert!(
+            eventually(Duration::from_secs(15), || pool.ready_workers() == 2).await,
+            "{var}: pool did not recover after the fault was fixed"
+        );
+        assert!(pool.exec(job("ok")).await.is_ok());
+        pool.stop(Duration::from_secs(2)).await;
+    }
+}

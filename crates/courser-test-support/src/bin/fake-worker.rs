@@ -3,7 +3,9 @@
 //! `pid`, `sleep:MS`, `crash:CODE`, `garbage`, `stop`, `error:MSG`, `stream:N`,
 //! `leak:KB`, `env:NAME`, `hang`, `stoponce:FILE` (asks to stop if FILE does not exist, creating it); anything else is echoed back with its context.
 //! `FAKE_BOOT=fail` exits at boot after writing to stderr; `FAKE_BOOT=garbage`
-//! prints text to stdout instead of answering the handshake.
+//! prints text to stdout instead of answering the handshake. `FAKE_BOOT_FAIL_IF=FILE`
+//! fails at boot while FILE exists; `FAKE_DIE_AFTER_HANDSHAKE_IF=FILE` exits right
+//! after the handshake while FILE exists (crash loops).
 
 use bytes::{Bytes, BytesMut};
 use courser_frame::{decode, flags, stream, Frame, Limits, Options};
@@ -59,6 +61,12 @@ fn main() {
         }
         _ => {}
     }
+    let exists = |var: &str| std::env::var(var).is_ok_and(|f| std::path::Path::new(&f).exists());
+    if exists("FAKE_BOOT_FAIL_IF") {
+        eprintln!("PHP Fatal error:  boot failure (marker file present)");
+        std::process::exit(255);
+    }
+    let die_after_handshake = exists("FAKE_DIE_AFTER_HANDSHAKE_IF");
     let relay = std::env::var("RR_RELAY").unwrap_or_else(|_| "pipes".into());
     let mut io = if let Some(addr) = relay.strip_prefix("tcp://") {
         let s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| {
