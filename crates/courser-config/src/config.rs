@@ -50,9 +50,16 @@ pub struct ServerConfig {
     /// Extra worker environment: keys upper-cased, values expanded, in file order.
     pub env: Vec<(String, String)>,
     pub relay: Relay,
+    /// Largest frame payload accepted from a worker, in bytes (Courser extension
+    /// `server.max_frame_size`, in MB; default 128). A worker that sends more is
+    /// replaced and its job fails.
+    pub max_frame_size: u64,
     /// A command run once before workers are allocated.
     pub on_init: Option<OnInitConfig>,
 }
+
+/// Default of `server.max_frame_size`, in MB.
+pub const DEFAULT_MAX_FRAME_MB: u64 = 128;
 
 /// How the server talks to a worker (`server.relay`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -405,6 +412,14 @@ fn parse_server(s: &Section<'_>, warnings: &mut Vec<Warning>) -> Result<ServerCo
         group: s.non_empty_string("group")?,
         env: s.env("env")?,
         relay,
+        max_frame_size: match s.uint(
+            "max_frame_size",
+            "a positive number of megabytes (default 128)",
+        )? {
+            None | Some(0) => DEFAULT_MAX_FRAME_MB,
+            Some(mb) => mb.min(4095),
+        } * 1024
+            * 1024,
         on_init,
     })
 }

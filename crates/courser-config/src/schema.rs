@@ -67,6 +67,7 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("server.group", Sup, Val),
     ("server.env", Sup, Open),
     ("server.relay", Sup, Val),
+    ("server.max_frame_size", Sup, Val),
     (
         "server.relay_timeout",
         Status::Removed(RELAY_TIMEOUT_REMOVED),

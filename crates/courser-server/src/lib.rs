@@ -141,7 +141,9 @@ impl Server {
             return Err(ServerError::NothingToServe);
         };
         let (uid, gid) = resolve_ids(cfg)?;
-        let limits = Limits::default();
+        let limits = Limits {
+            max_payload: usize::try_from(cfg.server.max_frame_size).unwrap_or(usize::MAX),
+        };
         let (relay, listener) = match &cfg.server.relay {
             Relay::Pipes => (RelayMode::Pipes, None),
             Relay::Tcp(a) => {

@@ -1,4 +1,5 @@
-//! Helpers for tests: the path of the fake worker binary and polling with a deadline.
+//! Helpers for tests: the fake worker binary, spawn specs over each relay, the
+//! repository's PHP test workers, and polling with a deadline.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -51,4 +52,76 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A PHP test worker from `tests/workers/`.
+pub fn php_worker(name: &str) -> PathBuf {
+    repo_root().join("tests/workers").join(name)
+}
+
+/// A spawn spec for `command` over `relay`, with `RR_RELAY`, `RR_MODE=test` and `env`.
+pub fn spec(
+    command: Vec<String>,
+    relay: courser_worker::RelayMode,
+    env: &[(&str, &str)],
+) -> courser_worker::SpawnSpec {
+    use courser_relay::SocketAddress;
+    use courser_worker::RelayMode;
+    let relay_env = match &relay {
+        RelayMode::Pipes => "pipes".to_string(),
+        RelayMode::Socket(l) => match l.address() {
+            SocketAddress::Tcp(a) => format!("tcp://{a}"),
+            SocketAddress::Unix(p) => format!("unix://{}", p.display()),
+        },
+    };
+    let mut e: Vec<(String, String)> = vec![
+        ("RR_RELAY".into(), relay_env),
+        ("RR_MODE".into(), "test".into()),
+    ];
+    e.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    courser_worker::SpawnSpec {
+        command,
+        env: e,
+        cwd: None,
+        relay,
+        limits: courser_frame::Limits::default(),
+        boot_timeout: Duration::from_secs(10),
+        pool: "test".into(),
+        uid: None,
+        gid: None,
+        on_exit: None,
+    }
+}
+
+/// One relay of each kind: pipes, a unix socket (in a temp dir kept alive by the
+/// returned guard) and a TCP socket on a free loopback port.
+pub async fn relays() -> Vec<(
+    &'static str,
+    courser_worker::RelayMode,
+    Option<tempfile::TempDir>,
+)> {
+    use courser_relay::{SocketAddress, SocketListener};
+    use courser_worker::RelayMode;
+    let limits = courser_frame::Limits::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unix = SocketListener::bind(SocketAddress::Unix(dir.path().join("relay.sock")), limits)
+        .await
+        .expect("bind unix relay");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let tcp = SocketListener::bind(SocketAddress::Tcp(format!("127.0.0.1:{port}")), limits)
+        .await
+        .expect("bind tcp relay");
+    vec![
+        ("pipes", RelayMode::Pipes, None),
+        ("unix", RelayMode::Socket(unix), Some(dir)),
+        ("tcp", RelayMode::Socket(tcp), None),
+    ]
 }

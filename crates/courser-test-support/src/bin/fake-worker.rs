@@ -109,6 +109,9 @@ fn main() {
                 Options::default(),
                 Bytes::from(pid),
             ));
+            if die_after_handshake {
+                std::process::exit(1);
+            }
             continue;
         }
         if f.byte10 != 0 {
