@@ -37,18 +37,27 @@ impl Drop for Server {
 
 impl Server {
     fn start(extra: &str) -> Server {
+        Server::start_with(extra, "mark-42", &[], None)
+    }
+
+    fn start_with(extra: &str, mark: &str, args: &[&str], dotenv: Option<&str>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let yaml = format!(
-            "version: \"3\"\nserver:\n  command: \"php {}\"\n  env:\n    APP_MARK: mark-42\n{extra}\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n    allocate_timeout: 5s\n    destroy_timeout: 2s\nlogs:\n  level: info\nendure:\n  grace_period: 5s\n",
+            "version: \"3\"\nserver:\n  command: \"php {}\"\n  env:\n    APP_MARK: \"{mark}\"\n{extra}\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n    allocate_timeout: 5s\n    destroy_timeout: 2s\nlogs:\n  level: info\nendure:\n  grace_period: 5s\n",
             worker_script().display()
         );
         let cfg = dir.path().join(".rr.yaml");
         std::fs::write(&cfg, yaml).expect("write config");
         let log = dir.path().join("courser.log");
-        let child = Command::new(courser())
-            .args(["serve", "-c"])
-            .arg(&cfg)
+        let mut cmd = Command::new(courser());
+        cmd.args(["serve", "-c"]).arg(&cfg).args(args);
+        if let Some(text) = dotenv {
+            let p = dir.path().join("app.env");
+            std::fs::write(&p, text).expect("write dotenv");
+            cmd.arg("--dotenv").arg(p);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -300,4 +309,45 @@ fn sigterm_lets_in_flight_requests_finish() {
     let status = s.child.try_wait().ok().flatten().expect("exited");
     assert!(status.success(), "exit status {status:?}\n{}", s.log_text());
     assert!(get(port, "/").is_none(), "still accepting after SIGTERM");
+}
+
+#[test]
+fn overrides_and_dotenv_reach_the_workers() {
+    let s = Server::start_with(
+        "",
+        "${DOT_MARK:-unset}",
+        &["-o", "http.pool.num_workers=1"],
+        Some("# app settings\nDOT_MARK=from-dotenv\n"),
+    );
+    let env = body_text(&get(s.port, "/env"));
+    assert!(env.contains("\"APP_MARK\":\"from-dotenv\""), "{env}");
+    // One worker only: every request is served by the same pid.
+    let pids: std::collections::HashSet<String> =
+        (0..6).map(|_| body_text(&get(s.port, "/pid"))).collect();
+    assert_eq!(pids.len(), 1, "{pids:?}");
+}
+
+#[test]
+fn a_second_signal_stops_at_once_and_kills_workers() {
+    let mut s = Server::start("");
+    let worker_pid: i32 = body_text(&get(s.port, "/pid")).parse().expect("pid");
+    let port = s.port;
+    let _slow = std::thread::spawn(move || get(port, "/sleep?ms=20000"));
+    std::thread::sleep(Duration::from_millis(300));
+    s.signal("TERM");
+    std::thread::sleep(Duration::from_millis(200));
+    s.signal("INT");
+    assert!(
+        wait_for(Duration::from_secs(5), || matches!(
+            s.child.try_wait(),
+            Ok(Some(_))
+        )),
+        "courser ignored the second signal"
+    );
+    let status = s.child.try_wait().ok().flatten().expect("exited");
+    assert_eq!(status.code(), Some(1));
+    let gone = wait_for(Duration::from_secs(5), || {
+        !Path::new(&format!("/proc/{worker_pid}")).exists()
+    });
+    assert!(gone, "worker {worker_pid} outlived a forced stop");
 }
