@@ -250,6 +250,8 @@ pub struct HttpConfig {
     /// Proxies whose forwarding headers are trusted (CIDR ranges).
     pub trusted_subnets: Vec<String>,
     pub pool: PoolConfig,
+    /// Uploads, static files, headers, TLS, HTTP/2, FastCGI, codec and limits.
+    pub extras: crate::HttpExtras,
 }
 
 /// The default `http.trusted_subnets`: private and loopback ranges.
@@ -540,6 +542,7 @@ fn parse_http(s: &Section<'_>, warnings: &mut Vec<Warning>) -> Result<HttpConfig
                 .collect()
         }),
         pool,
+        extras: crate::http::parse_extras(s, warnings)?,
     })
 }
 

@@ -47,6 +47,7 @@ mod config;
 mod duration;
 mod env;
 mod error;
+mod http;
 mod overrides;
 mod pool;
 pub mod schema;
@@ -65,6 +66,10 @@ pub use config::{
 pub use duration::parse_duration;
 pub use env::{expand_str, parse_dotenv};
 pub use error::{ConfigError, Warning};
+pub use http::{
+    ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
+    SslConfig, StaticConfig, UploadsConfig,
+};
 pub use overrides::{parse_override, Override};
 pub use pool::{
     cpu_count, parse_pool, DynamicAllocatorConfig, PoolConfig, SupervisorConfig, MAX_SPAWN_RATE,

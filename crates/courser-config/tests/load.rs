@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use courser_config::{
-    load, parse_str, Config, ConfigError, EndureConfig, HttpConfig, LoadOptions, Loaded,
-    LogChannel, LogEncoding, LogLevel, LogMode, LogsConfig, PoolConfig, Relay, RpcConfig,
-    SupervisorConfig, DEFAULT_TRUSTED_SUBNETS,
+    load, parse_str, Config, ConfigError, EndureConfig, Http2Config, HttpCodec, HttpConfig,
+    HttpExtras, HttpLimits, LoadOptions, Loaded, LogChannel, LogEncoding, LogLevel, LogMode,
+    LogsConfig, PoolConfig, Relay, RpcConfig, SupervisorConfig, UploadsConfig,
+    DEFAULT_TRUSTED_SUBNETS,
 };
 
 const MB: u64 = 1024 * 1024;
@@ -123,6 +124,23 @@ fn minimal_config_gets_roadrunner_defaults() {
                 },
                 dynamic_allocator: None,
                 env: vec![],
+            },
+            extras: HttpExtras {
+                uploads: UploadsConfig {
+                    dir: std::env::temp_dir(),
+                    forbid: vec![],
+                    allow: vec![],
+                },
+                static_files: None,
+                headers: None,
+                ssl: None,
+                http2: Http2Config {
+                    h2c: false,
+                    max_concurrent_streams: 128,
+                },
+                fcgi: None,
+                codec: HttpCodec::Json,
+                limits: HttpLimits::default(),
             },
         })
     );
@@ -549,14 +567,11 @@ fn warnings() {
         ("frobnicate: 1\n", &["unknown key frobnicate; it is ignored"]),
         (
             "  ssl:\n    address: :443\n    cert: a.crt\n    key: a.key\n    acme:\n      email: a@b.c\n",
-            &["http.ssl is not supported by Courser yet; it is ignored"],
+            &["http.ssl.acme is not supported by Courser yet; it is ignored"],
         ),
         (
-            "  ssl:\n    certt: a.crt\n",
-            &[
-                "http.ssl is not supported by Courser yet; it is ignored",
-                "unknown key http.ssl.certt; did you mean http.ssl.cert?",
-            ],
+            "  ssl:\n    cert: a.crt\n    key: a.key\n    certt: a.crt\n",
+            &["unknown key http.ssl.certt; did you mean http.ssl.cert?"],
         ),
         (
             "metrics:\n  address: :2112\nstatus:\n  address: :2114\n",
@@ -579,7 +594,7 @@ fn warnings() {
         ),
         (
             "  headers:\n    request:\n      X-Anything: 1\n",
-            &["http.headers is not supported by Courser yet; it is ignored"],
+            &[],
         ),
         (
             "  pool:\n    env:\n      ANY_NAME: 1\n",
@@ -761,12 +776,6 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
             "logs.line_ending",
             "logs.file_logger_options",
             "logs.channels.server.output",
-            "http.uploads",
-            "http.headers",
-            "http.static",
-            "http.ssl",
-            "http.fcgi",
-            "http.http2",
             "metrics",
             "status",
             "kv",
