@@ -19,9 +19,9 @@ use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A boxed readable byte stream (a pipe or a socket half).
-pub type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+pub type BoxRead = Pin<Box<dyn AsyncRead + Send + Sync>>;
 /// A boxed writable byte stream.
-pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+pub type BoxWrite = Pin<Box<dyn AsyncWrite + Send + Sync>>;
 
 /// What went wrong while talking to a worker over its relay.
 #[derive(Debug, thiserror::Error)]

@@ -190,6 +190,13 @@ impl Server {
                     max_request_size: http_cfg.max_request_size,
                     debug: pool_cfg.debug,
                     access_logs: http_cfg.access_logs,
+                    codec: http_cfg.extras.codec,
+                    compression: http_cfg
+                        .middleware
+                        .iter()
+                        .any(|m| m == "gzip" || m == "compression"),
+                    limits: http_cfg.extras.limits.clone(),
+                    max_concurrent_streams: http_cfg.extras.http2.max_concurrent_streams,
                 };
                 let server = match HttpServer::bind(opts, pool.clone()).await {
                     Ok(s) => s,

@@ -239,6 +239,8 @@ pub struct Payload {
 /// One response frame from a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The worker that sent it.
+    pub pid: u32,
     /// The frame flags (the codec the worker answered in).
     pub flags: u8,
     /// The response context (status and headers for HTTP).
@@ -361,6 +363,7 @@ impl Worker {
                 });
             };
             let resp = Response {
+                pid: self.info.pid,
                 flags: f.flags,
                 context,
                 body,

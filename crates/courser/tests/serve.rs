@@ -175,9 +175,19 @@ fn check_validates_and_names_the_key() {
             &["http.pool.allocate_timeout", "soon"],
         ),
         (
-            &format!("{base}  ssl:\n    address: 127.0.0.1:443\n"),
+            &format!("{base}  http3:\n    address: 127.0.0.1:443\n"),
             true,
-            &["http.ssl is not supported by Courser yet"],
+            &["http.http3 is not supported by Courser yet"],
+        ),
+        (
+            &format!("{base}  ssl:\n    address: 127.0.0.1:443\n"),
+            false,
+            &["http.ssl.cert is required"],
+        ),
+        (
+            &format!("{base}  codec: yaml\n"),
+            false,
+            &["http.codec", "yaml", "json (default) or proto"],
         ),
         (&base.replace("version: \"3\"\n", ""), false, &["version"]),
     ];

@@ -1,0 +1,117 @@
+//! A connection wrapper that records when bytes last moved and whether a request
+//! is being served, for the idle keep-alive timeout.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Last activity and requests in flight on one connection.
+#[derive(Clone)]
+pub(crate) struct Activity(Arc<Inner>);
+
+struct Inner {
+    start: Instant,
+    last_ms: AtomicU64,
+    busy: AtomicUsize,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Activity {
+        Activity(Arc::new(Inner {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+        }))
+    }
+    fn touch(&self) {
+        self.0
+            .last_ms
+            .store(self.0.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    /// Time since bytes last moved; zero while a request is being served.
+    pub(crate) fn idle_for(&self) -> Duration {
+        if self.0.busy.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        self.0.start.elapsed().saturating_sub(Duration::from_millis(
+            self.0.last_ms.load(Ordering::Relaxed),
+        ))
+    }
+    /// Marks a request in flight until the guard drops.
+    pub(crate) fn busy(&self) -> BusyGuard {
+        self.0.busy.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(self.clone())
+    }
+}
+
+pub(crate) struct BusyGuard(Activity);
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0 .0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An I/O stream that reports activity.
+pub(crate) struct TrackedIo<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T> TrackedIo<T> {
+    pub(crate) fn new(inner: T, activity: Activity) -> Self {
+        TrackedIo { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,313 @@
+//! One request: limits, body, context, the pool, and the response (whole or
+//! streamed), with every failure turned into a status code and a log line.
+
+use crate::{Body, HttpOptions, ResponseContext};
+use bytes::Bytes;
+use courser_config::HttpCodec;
+use courser_frame::flags;
+use courser_pool::{JobError, Payload, Pool, PoolError, Reply};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Shared, read-only state of the HTTP front.
+pub(crate) struct State {
+    pub(crate) opts: HttpOptions,
+    pub(crate) pool: Pool,
+}
+
+impl State {
+    pub(crate) fn new(opts: HttpOptions, pool: Pool) -> State {
+        State { opts, pool }
+    }
+}
+
+/// What the access log needs to know beyond the response itself.
+#[derive(Default)]
+struct Served {
+    pid: Option<u32>,
+}
+
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let started = Instant::now();
+    if !state.opts.access_logs {
+        return serve(&state, req, peer, &mut Served::default()).await;
+    }
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let mut served = Served::default();
+    let resp = serve(&state, req, peer, &mut served).await;
+    let bytes = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    tracing::info!(
+        target: "courser::http::access",
+        method = %method,
+        uri = %uri,
+        status = resp.status().as_u16(),
+        bytes = %bytes,
+        remote = %peer.ip(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        pid = served.pid.unwrap_or(0),
+        "http request"
+    );
+    resp
+}
+
+pub(crate) fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut r = Response::new(full(text.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn too_large(limit: u64) -> Response<Body> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("request body larger than the limit of {limit} bytes (http.max_request_size)\n"),
+    )
+}
+
+async fn serve(
+    state: &State,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    served: &mut Served,
+) -> Response<Body> {
+    let limit = state.opts.max_request_size;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return too_large(limit);
+    }
+    let (parts, body) = req.into_parts();
+    let skip_body = parts.method == http::Method::HEAD || parts.method == http::Method::OPTIONS;
+    let body = if skip_body {
+        Bytes::new()
+    } else {
+        match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return too_large(limit)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "http: reading the request body failed");
+                return plain(StatusCode::BAD_REQUEST, "could not read the request body\n");
+            }
+        }
+    };
+    let context = crate::request_context_json(&parts, peer, false);
+    let codec_flags = match state.opts.codec {
+        HttpCodec::Json | HttpCodec::Proto => flags::CODEC_JSON,
+    };
+    let payload = Payload {
+        flags: codec_flags,
+        context: Bytes::from(context),
+        body,
+    };
+    let mut job = match state.pool.start_job(payload).await {
+        Ok(j) => j,
+        Err(e) => return pool_error(state, &parts.uri, e),
+    };
+    // Interim (1xx) frames come first; the first other frame carries the head.
+    loop {
+        let reply = match job.next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return pool_error(state, &parts.uri, e),
+            None => return error_response(state, "the worker ended the job without a response"),
+        };
+        let (resp, more) = match reply {
+            Reply::Final(r) => (r, false),
+            Reply::Chunk(r) => (r, true),
+        };
+        served.pid = Some(resp.pid);
+        let ctx = match ResponseContext::parse(resp.flags, &resp.context) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(pid = resp.pid, error = %e, uri = %parts.uri, "http: the worker's response context is invalid");
+                return error_response(
+                    state,
+                    &format!("invalid response context from worker {}: {e}", resp.pid),
+                );
+            }
+        };
+        if (100..200).contains(&ctx.status) {
+            if ctx.status == 101 {
+                tracing::warn!(pid = resp.pid, "http: a worker answered 101 Switching Protocols, which Courser does not support; ignored");
+            } else {
+                tracing::debug!(
+                    pid = resp.pid,
+                    status = ctx.status,
+                    "http: interim response from the worker is not forwarded"
+                );
+            }
+            if !more {
+                return error_response(state, "the worker sent only an interim (1xx) response");
+            }
+            continue;
+        }
+        let (status, headers, trailers) = match head(&ctx) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(pid = resp.pid, error = %e, "http: the worker's response head is invalid");
+                return error_response(state, &e);
+            }
+        };
+        let body = if more {
+            streamed(job, resp.body, trailers)
+        } else if trailers.is_empty() {
+            full(resp.body)
+        } else {
+            let frames = vec![Ok(Frame::data(resp.body)), Ok(Frame::trailers(trailers))];
+            StreamBody::new(futures_util::stream::iter(frames)).boxed()
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = status;
+        *r.headers_mut() = headers;
+        return r;
+    }
+}
+
+/// Status, headers and trailers (headers named in `Trailer`, sent after the body).
+fn head(ctx: &ResponseContext) -> Result<(StatusCode, HeaderMap, HeaderMap), String> {
+    let status = StatusCode::from_u16(ctx.status)
+        .map_err(|_| format!("unknown status code from worker: {}", ctx.status))?;
+    let trailer_names: Vec<String> = ctx
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("trailer"))
+        .flat_map(|(_, v)| {
+            v.iter()
+                .flat_map(|s| s.split(','))
+                .map(|s| s.trim().to_ascii_lowercase())
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut headers = HeaderMap::with_capacity(ctx.headers.len());
+    let mut trailers = HeaderMap::new();
+    for (name, values) in &ctx.headers {
+        let Ok(hn) = HeaderName::from_bytes(name.as_bytes()) else {
+            tracing::warn!(header = %name, "http: the worker sent an invalid header name; dropped");
+            continue;
+        };
+        let target = if trailer_names.iter().any(|t| t == hn.as_str()) {
+            &mut trailers
+        } else {
+            &mut headers
+        };
+        for v in values {
+            match HeaderValue::from_str(v) {
+                Ok(v) => {
+                    target.append(hn.clone(), v);
+                }
+                Err(_) => {
+                    tracing::warn!(header = %name, "http: the worker sent an invalid header value; dropped")
+                }
+            }
+        }
+    }
+    Ok((status, headers, trailers))
+}
+
+/// A streamed response: the first chunk, then every further chunk as the client
+/// takes it (backpressure reaches the worker through the relay). A client that
+/// goes away drops the body, which drops the job, which sends the worker STOP.
+fn streamed(job: courser_pool::Job, first: Bytes, trailers: HeaderMap) -> Body {
+    struct St {
+        job: courser_pool::Job,
+        first: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+        done: bool,
+    }
+    let st = St {
+        job,
+        first: Some(first),
+        trailers: Some(trailers).filter(|t| !t.is_empty()),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        if let Some(b) = st.first.take() {
+            return Some((Ok(Frame::data(b)), st));
+        }
+        if st.done {
+            return st.trailers.take().map(|t| (Ok(Frame::trailers(t)), st));
+        }
+        match st.job.next().await {
+            Some(Ok(Reply::Chunk(r))) => Some((Ok(Frame::data(r.body)), st)),
+            Some(Ok(Reply::Final(r))) => {
+                st.done = true;
+                Some((Ok(Frame::data(r.body)), st))
+            }
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "http: the worker failed in the middle of a streamed response; aborting it");
+                st.done = true;
+                st.trailers = None;
+                Some((Err(std::io::Error::other(e.to_string())), st))
+            }
+            None => {
+                st.done = true;
+                st.trailers.take().map(|t| (Ok(Frame::trailers(t)), st))
+            }
+        }
+    });
+    StreamBody::new(stream).boxed()
+}
+
+fn pool_error(state: &State, uri: &http::Uri, e: PoolError) -> Response<Body> {
+    if e.is_overload() {
+        tracing::warn!(error = %e, uri = %uri, "http: no worker for the request");
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no free worker, try again later\n",
+        );
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    tracing::error!(error = %e, uri = %uri, "http: the worker failed the request");
+    if matches!(e, PoolError::Job(JobError::ExecTtl { .. })) {
+        return plain(
+            StatusCode::GATEWAY_TIMEOUT,
+            "the request took longer than exec_ttl\n",
+        );
+    }
+    error_response(state, &e.to_string())
+}
+
+fn error_response(state: &State, detail: &str) -> Response<Body> {
+    let status = StatusCode::from_u16(state.opts.internal_error_code)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if state.opts.debug {
+        plain(status, &format!("{detail}\n"))
+    } else {
+        plain(status, "Internal Server Error\n")
+    }
+}
