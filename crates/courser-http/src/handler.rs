@@ -1,6 +1,7 @@
 //! One request: limits, body, context, the pool, and the response (whole or
 //! streamed), with every failure turned into a status code and a log line.
 
+use crate::server::ConnInfo;
 use crate::{Body, HttpOptions, ResponseContext};
 use bytes::Bytes;
 use courser_config::HttpCodec;
@@ -9,7 +10,6 @@ use courser_pool::{JobError, Payload, Pool, PoolError, Reply};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,12 +17,58 @@ use std::time::Instant;
 pub(crate) struct State {
     pub(crate) opts: HttpOptions,
     pub(crate) pool: Pool,
+    /// With `ssl.redirect`: the HTTPS port plain requests are sent to.
+    redirect_to: Option<u16>,
 }
 
 impl State {
-    pub(crate) fn new(opts: HttpOptions, pool: Pool) -> State {
-        State { opts, pool }
+    pub(crate) fn new(opts: HttpOptions, pool: Pool, https_port: Option<u16>) -> State {
+        let redirect_to = if opts.ssl.as_ref().is_some_and(|s| s.redirect) {
+            https_port
+        } else {
+            None
+        };
+        State {
+            opts,
+            pool,
+            redirect_to,
+        }
     }
+}
+
+/// 308 to the same host and path on HTTPS.
+fn redirect(req: &Request<Incoming>, port: u16) -> Response<Body> {
+    let host = req
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| {
+                    h.rsplit_once(':')
+                        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                        .map_or(h, |(h, _)| h)
+                        .to_string()
+                })
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{port}{pq}")
+    };
+    let mut r = plain(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS\n");
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    r
 }
 
 /// What the access log needs to know beyond the response itself.
@@ -34,16 +80,28 @@ struct Served {
 pub(crate) async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    conn: ConnInfo,
 ) -> Response<Body> {
-    let started = Instant::now();
-    if !state.opts.access_logs {
-        return serve(&state, req, peer, &mut Served::default()).await;
+    if !conn.tls {
+        if let Some(port) = state.redirect_to {
+            return redirect(&req, port);
+        }
     }
+    let started = Instant::now();
+    let peer = conn.peer;
     let method = req.method().clone();
     let uri = req.uri().clone();
     let mut served = Served::default();
-    let resp = serve(&state, req, peer, &mut served).await;
+    let mut resp = serve(&state, req, conn, &mut served).await;
+    if conn.tls && state.redirect_to.is_some() {
+        resp.headers_mut().insert(
+            http::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    if !state.opts.access_logs {
+        return resp;
+    }
     let bytes = resp
         .headers()
         .get(http::header::CONTENT_LENGTH)
@@ -90,7 +148,7 @@ fn too_large(limit: u64) -> Response<Body> {
 async fn serve(
     state: &State,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    conn: ConnInfo,
     served: &mut Served,
 ) -> Response<Body> {
     let limit = state.opts.max_request_size;
@@ -124,7 +182,7 @@ async fn serve(
             }
         }
     };
-    let context = crate::request_context_json(&parts, peer, false);
+    let context = crate::request_context_json(&parts, conn.peer, conn.tls);
     let codec_flags = match state.opts.codec {
         HttpCodec::Json | HttpCodec::Proto => flags::CODEC_JSON,
     };

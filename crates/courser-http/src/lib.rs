@@ -15,9 +15,11 @@ pub mod static_files;
 mod conn;
 mod handler;
 mod server;
+mod tls;
 
 pub use context::{canonical_header_name, request_context_json, ResponseContext};
 pub use server::HttpServer;
+pub use tls::TlsError;
 
 use courser_config::{HttpCodec, HttpLimits};
 
@@ -27,8 +29,8 @@ pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Erro
 /// HTTP front settings, validated from `http.*` once at startup.
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
-    /// `host:port` to listen on.
-    pub address: String,
+    /// `host:port` to listen on for plain HTTP (none: HTTPS only).
+    pub address: Option<String>,
     /// Status for worker failures (`http.internal_error_code`).
     pub internal_error_code: u16,
     /// Largest request body in bytes (`http.max_request_size`).
@@ -45,6 +47,8 @@ pub struct HttpOptions {
     pub limits: HttpLimits,
     /// HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
+    /// HTTPS listener, when configured.
+    pub ssl: Option<courser_config::SslConfig>,
 }
 
 /// Why the HTTP front could not start.
@@ -58,4 +62,7 @@ pub enum HttpError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }

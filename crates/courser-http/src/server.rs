@@ -12,12 +12,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
-/// A bound HTTP server; [`HttpServer::run`] serves until shutdown is signalled.
+/// A bound HTTP server (plain and/or TLS listeners); [`HttpServer::run`] serves
+/// until shutdown is signalled.
 pub struct HttpServer {
-    listener: TcpListener,
+    plain: Option<TcpListener>,
+    tls: Option<(TcpListener, TlsAcceptor)>,
     state: Arc<State>,
 }
 
@@ -26,72 +29,138 @@ pub(crate) async fn wait_true(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|&s| s).await;
 }
 
+async fn bind(address: &str) -> Result<TcpListener, HttpError> {
+    let addr = if address.starts_with(':') {
+        format!("0.0.0.0{address}")
+    } else {
+        address.to_string()
+    };
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| HttpError::Bind {
+            address: address.to_string(),
+            source,
+        })
+}
+
+/// How a connection reached us.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
+}
+
 impl HttpServer {
-    /// Binds the listen address. `:8080` means all interfaces.
+    /// Binds the configured listeners. `:8080` means all interfaces.
     pub async fn bind(opts: HttpOptions, pool: Pool) -> Result<HttpServer, HttpError> {
-        let addr = if opts.address.starts_with(':') {
-            format!("0.0.0.0{}", opts.address)
-        } else {
-            opts.address.clone()
+        let plain = match &opts.address {
+            Some(a) => Some(bind(a).await?),
+            None => None,
         };
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| HttpError::Bind {
-                address: opts.address.clone(),
-                source,
-            })?;
+        let tls = match &opts.ssl {
+            Some(ssl) => {
+                let acceptor = TlsAcceptor::from(crate::tls::server_config(ssl)?);
+                Some((bind(&ssl.address).await?, acceptor))
+            }
+            None => None,
+        };
+        let https_port = tls
+            .as_ref()
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map(|a| a.port());
         Ok(HttpServer {
-            listener,
-            state: Arc::new(State::new(opts, pool)),
+            plain,
+            tls,
+            state: Arc::new(State::new(opts, pool, https_port)),
         })
     }
 
-    /// The bound address.
+    /// The bound plain HTTP address.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        self.plain.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound HTTPS address.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` turns true, then stops accepting and lets open
     /// connections finish their current request.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let HttpServer { listener, state } = self;
-        tracing::info!(address = %state.opts.address, "http: listening");
+        let HttpServer { plain, tls, state } = self;
+        if let Some(a) = plain.as_ref().and_then(|l| l.local_addr().ok()) {
+            tracing::info!(address = %a, "http: listening");
+        }
+        if let Some(a) = tls.as_ref().and_then(|(l, _)| l.local_addr().ok()) {
+            tracing::info!(address = %a, "https: listening");
+        }
         let open = Arc::new(AtomicUsize::new(0));
         let (closed_tx, mut closed_rx) = watch::channel(0u64);
         loop {
-            tokio::select! {
+            let accepted = tokio::select! {
                 _ = wait_true(&mut shutdown) => break,
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off briefly.
-                            tracing::warn!(error = %e, "http: accept failed");
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    open.fetch_add(1, Ordering::AcqRel);
-                    let state = state.clone();
-                    let sd = shutdown.clone();
-                    let open = open.clone();
-                    let closed = closed_tx.clone();
-                    tokio::spawn(async move {
-                        serve_connection(state, stream, peer, sd).await;
-                        open.fetch_sub(1, Ordering::AcqRel);
-                        closed.send_modify(|n| *n += 1);
-                    });
+                a = accept(plain.as_ref()) => a.map(|(s, p)| (s, p, None)),
+                a = accept(tls.as_ref().map(|(l, _)| l)) => a.map(|(s, p)| (s, p, tls.as_ref().map(|(_, acc)| acc.clone()))),
+            };
+            let (stream, peer, acceptor) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
                 }
-            }
+            };
+            let _ = stream.set_nodelay(true);
+            open.fetch_add(1, Ordering::AcqRel);
+            let state = state.clone();
+            let sd = shutdown.clone();
+            let open = open.clone();
+            let closed = closed_tx.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    None => {
+                        serve_connection(state, stream, ConnInfo { peer, tls: false }, sd).await
+                    }
+                    Some(acc) => {
+                        let hs = tokio::time::timeout(
+                            state.opts.limits.read_header_timeout,
+                            acc.accept(stream),
+                        )
+                        .await;
+                        match hs {
+                            Ok(Ok(s)) => {
+                                serve_connection(state, s, ConnInfo { peer, tls: true }, sd).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(peer = %peer, error = %e, "https: TLS handshake failed")
+                            }
+                            Err(_) => {
+                                tracing::debug!(peer = %peer, "https: TLS handshake timed out")
+                            }
+                        }
+                    }
+                }
+                open.fetch_sub(1, Ordering::AcqRel);
+                closed.send_modify(|n| *n += 1);
+            });
         }
-        drop(listener);
+        drop(plain);
+        drop(tls);
         // In-flight connections finish (the caller bounds this with its grace period).
         while open.load(Ordering::Acquire) > 0 {
             if closed_rx.changed().await.is_err() {
                 break;
             }
         }
+    }
+}
+
+async fn accept(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -110,12 +179,15 @@ fn builder(opts: &HttpOptions) -> auto::Builder<TokioExecutor> {
     b
 }
 
-async fn serve_connection(
+async fn serve_connection<S>(
     state: Arc<State>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    stream: S,
+    conn: ConnInfo,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
     let activity = Activity::new();
     let io = TokioIo::new(TrackedIo::new(stream, activity.clone()));
     let svc_state = state.clone();
@@ -126,7 +198,7 @@ async fn serve_connection(
         let activity = svc_activity.clone();
         async move {
             let _busy = activity.busy();
-            Ok::<_, std::convert::Infallible>(handler::handle(state, req, peer).await)
+            Ok::<_, std::convert::Infallible>(handler::handle(state, req, conn).await)
         }
     });
     // gzip, brotli and zstd by Accept-Encoding (RoadRunner's `gzip` middleware has gzip only).

@@ -182,10 +182,11 @@ impl Server {
                 source,
             })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let http = match &http_cfg.address {
-            Some(address) => {
+        let http = match http_cfg.address.is_some() || http_cfg.extras.ssl.is_some() {
+            true => {
                 let opts = HttpOptions {
-                    address: address.clone(),
+                    address: http_cfg.address.clone(),
+                    ssl: http_cfg.extras.ssl.clone(),
                     internal_error_code: http_cfg.internal_error_code,
                     max_request_size: http_cfg.max_request_size,
                     debug: pool_cfg.debug,
@@ -207,7 +208,7 @@ impl Server {
                 };
                 Some(tokio::spawn(server.run(shutdown_rx)))
             }
-            None => None,
+            false => None,
         };
         Ok(Server {
             pools: vec![pool],

@@ -130,8 +130,11 @@ fn init_logs(cfg: &courser_config::LogsConfig) {
     if matches!(cfg.mode, LogMode::Off) {
         return;
     }
-    let filter = EnvFilter::try_from_env("COURSER_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,h2=warn")));
+    let filter = EnvFilter::try_from_env("COURSER_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},hyper=warn,h2=warn,rustls=warn,tower_http=warn"
+        ))
+    });
     let json = matches!(cfg.encoding, LogEncoding::Json) || matches!(cfg.mode, LogMode::Production);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

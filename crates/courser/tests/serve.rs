@@ -361,3 +361,148 @@ fn a_second_signal_stops_at_once_and_kills_workers() {
     });
     assert!(gone, "worker {worker_pid} outlived a forced stop");
 }
+
+fn sh(cmd: &str) -> std::process::Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("run sh")
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1 and a client certificate.
+fn make_certs(dir: &Path) {
+    let d = dir.display();
+    let script = format!(
+        "cd {d} && \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=courser-test-ca 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null && \
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext 2>/dev/null && \
+         openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client 2>/dev/null && \
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext && \
+         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext 2>/dev/null"
+    );
+    let out = sh(&script);
+    assert!(
+        out.status.success(),
+        "openssl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn https_with_http2_mtls_and_redirect() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    make_certs(certs.path());
+    let c = certs.path().display();
+    let tls_port = free_port();
+    let s = Server::start_with(
+        "",
+        "mark-42",
+        &[
+            "-o",
+            &format!("http.ssl.address=127.0.0.1:{tls_port}"),
+            "-o",
+            &format!("http.ssl.cert={c}/server.crt"),
+            "-o",
+            &format!("http.ssl.key={c}/server.key"),
+            "-o",
+            &format!("http.ssl.root_ca={c}/ca.crt"),
+            "-o",
+            "http.ssl.client_auth_type=require_and_verify_client_cert",
+            "-o",
+            "http.ssl.redirect=true",
+        ],
+        None,
+    );
+    let base = format!(
+        "curl -s --max-time 10 --resolve localhost:{tls_port}:127.0.0.1 --cacert {c}/ca.crt"
+    );
+    let ok = sh(&format!("{base} --cert {c}/client.crt --key {c}/client.key -w ' %{{http_version}}' https://localhost:{tls_port}/uri"));
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        text.starts_with(&format!("https://localhost:{tls_port}/uri HTTP/2.0")),
+        "{text}"
+    );
+    assert!(text.ends_with(" 2"), "HTTP/2 over ALPN expected: {text}");
+    let h1 = sh(&format!("{base} --http1.1 --cert {c}/client.crt --key {c}/client.key -D - https://localhost:{tls_port}/"));
+    let h1 = String::from_utf8_lossy(&h1.stdout).to_lowercase();
+    assert!(
+        h1.starts_with("http/1.1 200") && h1.contains("strict-transport-security"),
+        "{h1}"
+    );
+    let refused = sh(&format!("{base} https://localhost:{tls_port}/"));
+    assert!(
+        !refused.status.success() || refused.stdout.is_empty(),
+        "a client without a certificate was served"
+    );
+    let plain = get(s.port, "/path?q=1").expect("plain answer");
+    assert_eq!(plain.0, 308, "{}", plain.1);
+    assert!(
+        plain
+            .1
+            .to_lowercase()
+            .contains(&format!("location: https://localhost:{tls_port}/path?q=1")),
+        "{}",
+        plain.1
+    );
+}
+
+#[test]
+fn streams_compresses_and_speaks_h2c() {
+    let s = Server::start_with("", "mark-42", &["-o", "http.middleware=[gzip]"], None);
+    let u = format!("http://127.0.0.1:{}", s.port);
+    // A streamed response arrives whole, chunked.
+    let out = sh(&format!("curl -s --max-time 10 -D - {u}/stream?n=5"));
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(
+        text.contains("chunk1\nchunk2\nchunk3\nchunk4\nchunk5\n"),
+        "{text}"
+    );
+    // Compression by Accept-Encoding: gzip, brotli and zstd.
+    for enc in ["gzip", "br", "zstd"] {
+        let out = sh(&format!(
+            "curl -s --max-time 10 -D - -o /dev/null -H 'Accept-Encoding: {enc}' {u}/big?kb=64"
+        ));
+        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(
+            head.contains(&format!("content-encoding: {enc}")),
+            "{enc}: {head}"
+        );
+    }
+    let out = sh(&format!(
+        "curl -s --max-time 10 --compressed {u}/big?kb=64 | wc -c"
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        (64 * 1024 / 17 * 17).to_string()
+    );
+    // Cleartext HTTP/2 with prior knowledge.
+    let out = sh(&format!(
+        "curl -s --max-time 10 --http2-prior-knowledge -w ' %{{http_version}}' {u}/uri"
+    ));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("HTTP/2.0") && text.ends_with(" 2"), "{text}");
+}
+
+#[test]
+fn a_client_leaving_mid_stream_stops_the_worker_stream() {
+    let s = Server::start("");
+    // 200 chunks at 20 ms each would take 4 s; the client leaves after 0.3 s.
+    let _ = sh(&format!(
+        "curl -s --max-time 0.3 http://127.0.0.1:{}/stream?n=200 > /dev/null",
+        s.port
+    ));
+    // Both workers keep serving quickly afterwards.
+    let t = Instant::now();
+    for _ in 0..6 {
+        assert_eq!(get(s.port, "/pid").map(|r| r.0), Some(200));
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the cancelled stream kept a worker busy: {:?}",
+        t.elapsed()
+    );
+}

@@ -20,6 +20,23 @@ while ($req = $worker->waitPayload()) {
         case '/env':
             $body = json_encode(['RR_MODE' => getenv('RR_MODE'), 'RR_RELAY' => getenv('RR_RELAY'), 'RR_VERSION' => getenv('RR_VERSION'), 'APP_MARK' => getenv('APP_MARK')]);
             break;
+        case '/uri':
+            $body = (string)($ctx['uri'] ?? '') . ' ' . ($ctx['protocol'] ?? '');
+            break;
+        case '/stream':
+            // A streamed response: N chunks, each after a short pause.
+            $count = (int)($q['n'] ?? 5);
+            $gen = (function () use ($count) {
+                for ($i = 1; $i <= $count; $i++) {
+                    usleep(20000);
+                    yield "chunk$i\n";
+                }
+            })();
+            $worker->respondStream($gen, json_encode(['status' => 200, 'headers' => ['Content-Type' => ['text/plain']]]), Frame::CODEC_JSON);
+            continue 2;
+        case '/big':
+            $body = str_repeat("courser-big-body\n", (int)(($q['kb'] ?? 64) * 1024 / 17));
+            break;
         case '/pid':
             $body = (string)getmypid();
             break;
