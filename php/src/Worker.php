@@ -152,6 +152,55 @@ final class Worker
      */
     public function respondStream(iterable $chunks, string $context = '', int $codec = 0): bool
     {
+        return $this->stream($chunks, $context, $codec, true);
+    }
+
+    /**
+     * Sends one frame of a response that goes on: like respond(), but with
+     * the STREAM bit set, so the server waits for more frames. An HTTP 1xx
+     * interim response (103 Early Hints) is sent this way, before the final
+     * response.
+     *
+     * @param int $codec the flags of the frame, as for respond()
+     */
+    public function respondPartial(Payload $payload, int $codec = 0): void
+    {
+        $this->relay->send(new Frame(
+            $codec,
+            [strlen($payload->context)],
+            $payload->context . $payload->body,
+            Frame::STREAM,
+        ));
+    }
+
+    /**
+     * Streams part of a response: as respondStream(), but every frame,
+     * including the one that carries a Generator's return value, has the
+     * STREAM bit, so the response is not over yet. An empty return value
+     * (or an iterable that is not a Generator) sends no extra frame. The
+     * response must be ended later with respond(), respondStream() or
+     * error().
+     *
+     * @param iterable<mixed, string> $chunks  the body chunks
+     * @param string                  $context the context repeated in every frame
+     * @param int                     $codec   the flags of every frame, as for respond()
+     *
+     * @return bool true when all chunks went out, false when the server stopped the
+     *              stream (the stream is then closed and the response is over)
+     */
+    public function respondStreamPartial(iterable $chunks, string $context = '', int $codec = 0): bool
+    {
+        return $this->stream($chunks, $context, $codec, false);
+    }
+
+    /**
+     * Sends the chunks of a stream; see respondStream().
+     *
+     * @param iterable<mixed, string> $chunks
+     * @param bool                    $final  whether the frame after the chunks ends the response
+     */
+    private function stream(iterable $chunks, string $context, int $codec, bool $final): bool
+    {
         $framesSincePong = 0;
         $waitingForPong = false;
 
@@ -179,8 +228,12 @@ final class Worker
             ++$framesSincePong;
         }
 
-        $final = $chunks instanceof \Generator ? (string) $chunks->getReturn() : '';
-        $this->respond(new Payload($final, $context), $codec);
+        $last = $chunks instanceof \Generator ? (string) $chunks->getReturn() : '';
+        if ($final) {
+            $this->respond(new Payload($last, $context), $codec);
+        } elseif ($last !== '') {
+            $this->respondPartial(new Payload($last, $context), $codec);
+        }
 
         return true;
     }

@@ -1,15 +1,17 @@
 //! One request: limits, body, context, the pool, and the response (whole or
 //! streamed), with every failure turned into a status code and a log line.
 
+use crate::headers::{CorsOptions, Headers, HeadersOptions};
 use crate::server::ConnInfo;
-use crate::{Body, HttpOptions, ResponseContext};
+use crate::static_files::{StaticFiles, StaticOptions};
+use crate::{Body, HttpError, HttpOptions, ResponseContext, TrustedProxies};
 use bytes::Bytes;
 use courser_config::HttpCodec;
 use courser_frame::flags;
 use courser_pool::{JobError, Payload, Pool, PoolError, Reply};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,25 +21,75 @@ pub(crate) struct State {
     pub(crate) pool: Pool,
     /// With `ssl.redirect`: the HTTPS port plain requests are sent to.
     redirect_to: Option<u16>,
+    static_files: Option<StaticFiles>,
+    headers: Option<Headers>,
+    proxies: Option<TrustedProxies>,
 }
 
 impl State {
-    pub(crate) fn new(opts: HttpOptions, pool: Pool, https_port: Option<u16>) -> State {
+    pub(crate) fn new(
+        opts: HttpOptions,
+        pool: Pool,
+        https_port: Option<u16>,
+    ) -> Result<State, HttpError> {
         let redirect_to = if opts.ssl.as_ref().is_some_and(|s| s.redirect) {
             https_port
         } else {
             None
         };
-        State {
+        let enabled = |name: &str| opts.middleware.iter().any(|m| m == name);
+        let static_files = match (&opts.static_files, enabled("static")) {
+            (Some(c), true) => Some(StaticFiles::new(StaticOptions {
+                dir: c.dir.clone(),
+                forbid: c.forbid.clone(),
+                allow: c.allow.clone(),
+                calculate_etag: c.calculate_etag,
+                weak: c.weak,
+                response_headers: c.response.clone(),
+                request_headers: c.request.clone(),
+            })?),
+            (None, true) => {
+                tracing::warn!("http.middleware lists static but there is no http.static section; no files are served");
+                None
+            }
+            _ => None,
+        };
+        let headers = match (&opts.headers, enabled("headers")) {
+            (Some(c), true) => Some(Headers::new(HeadersOptions {
+                request: c.request.clone(),
+                response: c.response.clone(),
+                cors: c.cors.as_ref().map(|c| CorsOptions {
+                    allowed_origin: c.allowed_origin.clone(),
+                    allowed_origin_regex: c.allowed_origin_regex.clone(),
+                    allowed_headers: c.allowed_headers.clone(),
+                    allowed_methods: c.allowed_methods.clone(),
+                    allow_credentials: c.allow_credentials,
+                    exposed_headers: c.exposed_headers.clone(),
+                    max_age: c.max_age,
+                    options_success_status: c.options_success_status,
+                    debug: c.debug,
+                }),
+            })?),
+            _ => None,
+        };
+        let proxies = if enabled("proxy_ip_parser") && !opts.trusted_subnets.is_empty() {
+            Some(TrustedProxies::new(&opts.trusted_subnets).map_err(HttpError::TrustedSubnets)?)
+        } else {
+            None
+        };
+        Ok(State {
             opts,
             pool,
             redirect_to,
-        }
+            static_files,
+            headers,
+            proxies,
+        })
     }
 }
 
 /// 308 to the same host and path on HTTPS.
-fn redirect(req: &Request<Incoming>, port: u16) -> Response<Body> {
+fn redirect<B>(req: &Request<B>, port: u16) -> Response<Body> {
     let host = req
         .uri()
         .host()
@@ -77,9 +129,26 @@ struct Served {
     pid: Option<u32>,
 }
 
-pub(crate) async fn handle(
+/// A request body the pipeline accepts: hyper's `Incoming`, or a buffered body
+/// from the FastCGI front.
+pub(crate) trait ReqBody:
+    hyper::body::Body<Data = Bytes, Error = Self::E> + Send + 'static
+{
+    /// The body's error type.
+    type E: Into<Box<dyn std::error::Error + Send + Sync>> + Send;
+}
+
+impl<B> ReqBody for B
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    type E = B::Error;
+}
+
+pub(crate) async fn handle<B: ReqBody>(
     state: Arc<State>,
-    req: Request<Incoming>,
+    req: Request<B>,
     conn: ConnInfo,
 ) -> Response<Body> {
     if !conn.tls {
@@ -92,7 +161,28 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     let uri = req.uri().clone();
     let mut served = Served::default();
-    let mut resp = serve(&state, req, conn, &mut served).await;
+    let mut req = req;
+    let req_headers = match &state.headers {
+        Some(h) => {
+            if let Some(pre) = h.preflight(req.method(), req.headers()) {
+                return pre;
+            }
+            h.apply_request(req.headers_mut());
+            Some(req.headers().clone())
+        }
+        None => None,
+    };
+    let static_resp = match &state.static_files {
+        Some(st) => st.serve(req.method(), req.uri(), req.headers()).await,
+        None => None,
+    };
+    let mut resp = match static_resp {
+        Some(r) => r,
+        None => serve(&state, req, conn, &mut served).await,
+    };
+    if let (Some(h), Some(rh)) = (&state.headers, &req_headers) {
+        h.apply_response(rh, resp.headers_mut());
+    }
     if conn.tls && state.redirect_to.is_some() {
         resp.headers_mut().insert(
             http::header::STRICT_TRANSPORT_SECURITY,
@@ -145,9 +235,9 @@ fn too_large(limit: u64) -> Response<Body> {
     )
 }
 
-async fn serve(
+async fn serve<B: ReqBody>(
     state: &State,
-    req: Request<Incoming>,
+    req: Request<B>,
     conn: ConnInfo,
     served: &mut Served,
 ) -> Response<Body> {
@@ -182,7 +272,14 @@ async fn serve(
             }
         }
     };
-    let context = crate::request_context_json(&parts, conn.peer, conn.tls);
+    let peer = match &state.proxies {
+        Some(p) => std::net::SocketAddr::new(
+            p.client_ip(conn.peer.ip(), &parts.headers),
+            conn.peer.port(),
+        ),
+        None => conn.peer,
+    };
+    let context = crate::request_context_json(&parts, peer, conn.tls);
     let codec_flags = match state.opts.codec {
         HttpCodec::Json | HttpCodec::Proto => flags::CODEC_JSON,
     };

@@ -10,14 +10,18 @@
 
 mod context;
 pub mod headers;
+pub mod payload;
 pub mod static_files;
 
 mod conn;
+mod fcgi;
 mod handler;
+mod proxy;
 mod server;
 mod tls;
 
 pub use context::{canonical_header_name, request_context_json, ResponseContext};
+pub use proxy::TrustedProxies;
 pub use server::HttpServer;
 pub use tls::TlsError;
 
@@ -49,6 +53,20 @@ pub struct HttpOptions {
     pub max_concurrent_streams: u32,
     /// HTTPS listener, when configured.
     pub ssl: Option<courser_config::SslConfig>,
+    /// FastCGI listener (`tcp://host:port` or `unix:///path`), when configured.
+    pub fcgi: Option<String>,
+    /// `http.middleware`, in order.
+    pub middleware: Vec<String>,
+    /// `http.static` (used when `static` is in the middleware).
+    pub static_files: Option<courser_config::StaticConfig>,
+    /// `http.headers` (used when `headers` is in the middleware).
+    pub headers: Option<courser_config::HeadersConfig>,
+    /// `http.uploads`.
+    pub uploads: courser_config::UploadsConfig,
+    /// `http.trusted_subnets` (used when `proxy_ip_parser` is in the middleware).
+    pub trusted_subnets: Vec<String>,
+    /// `http.raw_body`: never parse form bodies.
+    pub raw_body: bool,
 }
 
 /// Why the HTTP front could not start.
@@ -65,4 +83,13 @@ pub enum HttpError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The static middleware is misconfigured.
+    #[error(transparent)]
+    Static(#[from] static_files::StaticError),
+    /// The headers middleware is misconfigured.
+    #[error(transparent)]
+    Headers(#[from] headers::HeadersError),
+    /// `http.trusted_subnets` holds something that is not an IP range.
+    #[error("{0}")]
+    TrustedSubnets(String),
 }

@@ -21,7 +21,56 @@ use tokio_rustls::TlsAcceptor;
 pub struct HttpServer {
     plain: Option<TcpListener>,
     tls: Option<(TcpListener, TlsAcceptor)>,
+    fcgi: Option<FcgiListener>,
     state: Arc<State>,
+}
+
+/// Where FastCGI connections arrive.
+enum FcgiListener {
+    Tcp(TcpListener),
+    Unix(tokio::net::UnixListener, std::path::PathBuf),
+}
+
+impl Drop for FcgiListener {
+    fn drop(&mut self) {
+        if let FcgiListener::Unix(_, p) = self {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A FastCGI connection, TCP or unix.
+enum FcgiStream {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept_fcgi(l: Option<&FcgiListener>) -> std::io::Result<(FcgiStream, SocketAddr)> {
+    let unspecified = SocketAddr::from(([127, 0, 0, 1], 0));
+    match l {
+        Some(FcgiListener::Tcp(l)) => l.accept().await.map(|(s, a)| (FcgiStream::Tcp(s), a)),
+        Some(FcgiListener::Unix(l, _)) => l
+            .accept()
+            .await
+            .map(|(s, _)| (FcgiStream::Unix(s), unspecified)),
+        None => std::future::pending().await,
+    }
+}
+
+async fn bind_fcgi(address: &str) -> Result<FcgiListener, HttpError> {
+    let err = |source| HttpError::Bind {
+        address: address.to_string(),
+        source,
+    };
+    if let Some(a) = address.strip_prefix("tcp://") {
+        return Ok(FcgiListener::Tcp(bind(a).await?));
+    }
+    let path = std::path::PathBuf::from(address.strip_prefix("unix://").unwrap_or(address));
+    if path.exists() {
+        let _ = std::fs::remove_file(&path);
+    }
+    let l = tokio::net::UnixListener::bind(&path).map_err(err)?;
+    Ok(FcgiListener::Unix(l, path))
 }
 
 /// Resolves once the watched flag is true (or its sender is gone).
@@ -64,6 +113,10 @@ impl HttpServer {
             }
             None => None,
         };
+        let fcgi = match &opts.fcgi {
+            Some(a) => Some(bind_fcgi(a).await?),
+            None => None,
+        };
         let https_port = tls
             .as_ref()
             .and_then(|(l, _)| l.local_addr().ok())
@@ -71,7 +124,8 @@ impl HttpServer {
         Ok(HttpServer {
             plain,
             tls,
-            state: Arc::new(State::new(opts, pool, https_port)),
+            fcgi,
+            state: Arc::new(State::new(opts, pool, https_port)?),
         })
     }
 
@@ -88,7 +142,15 @@ impl HttpServer {
     /// Serves until `shutdown` turns true, then stops accepting and lets open
     /// connections finish their current request.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let HttpServer { plain, tls, state } = self;
+        let HttpServer {
+            plain,
+            tls,
+            fcgi,
+            state,
+        } = self;
+        if let Some(a) = &state.opts.fcgi {
+            tracing::info!(address = %a, "fcgi: listening");
+        }
         if let Some(a) = plain.as_ref().and_then(|l| l.local_addr().ok()) {
             tracing::info!(address = %a, "http: listening");
         }
@@ -100,6 +162,29 @@ impl HttpServer {
         loop {
             let accepted = tokio::select! {
                 _ = wait_true(&mut shutdown) => break,
+                a = accept_fcgi(fcgi.as_ref()) => {
+                    match a {
+                        Ok((stream, peer)) => {
+                            open.fetch_add(1, Ordering::AcqRel);
+                            let state = state.clone();
+                            let open = open.clone();
+                            let closed = closed_tx.clone();
+                            tokio::spawn(async move {
+                                match stream {
+                                    FcgiStream::Tcp(s) => crate::fcgi::serve_connection(state, s, peer).await,
+                                    FcgiStream::Unix(s) => crate::fcgi::serve_connection(state, s, peer).await,
+                                }
+                                open.fetch_sub(1, Ordering::AcqRel);
+                                closed.send_modify(|n| *n += 1);
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "fcgi: accept failed");
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                    continue;
+                }
                 a = accept(plain.as_ref()) => a.map(|(s, p)| (s, p, None)),
                 a = accept(tls.as_ref().map(|(l, _)| l)) => a.map(|(s, p)| (s, p, tls.as_ref().map(|(_, acc)| acc.clone()))),
             };
@@ -148,6 +233,7 @@ impl HttpServer {
         }
         drop(plain);
         drop(tls);
+        drop(fcgi);
         // In-flight connections finish (the caller bounds this with its grace period).
         while open.load(Ordering::Acquire) > 0 {
             if closed_rx.changed().await.is_err() {

@@ -520,7 +520,7 @@ fn tag_list(value: &str) -> Vec<TagItem<'_>> {
     let mut out = Vec::new();
     let mut rest = value;
     loop {
-        rest = rest.trim_start_matches(|c: char| c == ',' || c == ' ' || c == '\t');
+        rest = rest.trim_start_matches([',', ' ', '\t']);
         if rest.is_empty() {
             break;
         }

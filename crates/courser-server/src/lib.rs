@@ -182,11 +182,21 @@ impl Server {
                 source,
             })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let http = match http_cfg.address.is_some() || http_cfg.extras.ssl.is_some() {
+        let http = match http_cfg.address.is_some()
+            || http_cfg.extras.ssl.is_some()
+            || http_cfg.extras.fcgi.is_some()
+        {
             true => {
                 let opts = HttpOptions {
                     address: http_cfg.address.clone(),
                     ssl: http_cfg.extras.ssl.clone(),
+                    fcgi: http_cfg.extras.fcgi.clone(),
+                    middleware: http_cfg.middleware.clone(),
+                    static_files: http_cfg.extras.static_files.clone(),
+                    headers: http_cfg.extras.headers.clone(),
+                    uploads: http_cfg.extras.uploads.clone(),
+                    trusted_subnets: http_cfg.trusted_subnets.clone(),
+                    raw_body: http_cfg.raw_body,
                     internal_error_code: http_cfg.internal_error_code,
                     max_request_size: http_cfg.max_request_size,
                     debug: pool_cfg.debug,

@@ -101,7 +101,37 @@ fn request(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, Str
     let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&buf[..split]).into_owned();
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, head, buf[split + 4..].to_vec()))
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body)?;
+    }
+    Some((status, head, body))
+}
+
+/// Decodes a chunked HTTP/1.1 body.
+fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..line_end])
+                .ok()?
+                .split(';')
+                .next()?
+                .trim(),
+            16,
+        )
+        .ok()?;
+        b = &b[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(b.get(..size)?);
+        b = b.get(size + 2..)?;
+    }
 }
 
 fn get(port: u16, path: &str) -> Option<(u16, String, Vec<u8>)> {
@@ -505,4 +535,145 @@ fn a_client_leaving_mid_stream_stops_the_worker_stream() {
         "the cancelled stream kept a worker busy: {:?}",
         t.elapsed()
     );
+}
+
+#[test]
+fn static_files_headers_and_cors() {
+    let public = tempfile::tempdir().expect("tempdir");
+    std::fs::write(public.path().join("file.txt"), "static-ok\n").expect("write");
+    std::fs::write(public.path().join("x.php"), "<?php secret").expect("write");
+    let p = public.path().display().to_string();
+    let s = Server::start_with(
+        "",
+        "mark-42",
+        &[
+            "-o",
+            "http.middleware=[static, headers]",
+            "-o",
+            &format!("http.static.dir={p}"),
+            "-o",
+            "http.static.forbid=[.php]",
+            "-o",
+            "http.static.calculate_etag=true",
+            "-o",
+            "http.headers.response.X-Served-By=courser",
+            "-o",
+            "http.headers.cors.allowed_origin=https://app.example",
+            "-o",
+            "http.headers.cors.allowed_methods=GET,POST",
+            "-o",
+            "http.headers.cors.allowed_headers=Content-Type",
+        ],
+        None,
+    );
+    let u = format!("http://127.0.0.1:{}", s.port);
+    let r = get(s.port, "/file.txt").expect("static");
+    assert_eq!(
+        (r.0, String::from_utf8_lossy(&r.2).as_ref()),
+        (200, "static-ok\n")
+    );
+    assert!(
+        r.1.to_lowercase().contains("etag:") && r.1.to_lowercase().contains("x-served-by: courser"),
+        "{}",
+        r.1
+    );
+    // A forbidden extension is never served as a file; PHP gets the request.
+    let php = body_text(&get(s.port, "/x.php"));
+    assert!(
+        !php.contains("secret") && php.contains("GET /x.php"),
+        "{php}"
+    );
+    for path in [
+        "/../file.txt",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2fetc/passwd",
+    ] {
+        let r = get(s.port, path);
+        assert!(
+            !body_text(&r).contains("root:"),
+            "{path} escaped the static dir"
+        );
+    }
+    // CORS preflight is answered without PHP; simple requests get the CORS headers.
+    let out = sh(&format!("curl -s -D - -o /dev/null -X OPTIONS -H 'Origin: https://app.example' -H 'Access-Control-Request-Method: POST' {u}/api"));
+    let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(
+        head.starts_with("http/1.1 200")
+            && head.contains("access-control-allow-origin: https://app.example"),
+        "{head}"
+    );
+    let out = sh(&format!(
+        "curl -s -D - -o /dev/null -H 'Origin: https://evil.example' {u}/api"
+    ));
+    assert!(!String::from_utf8_lossy(&out.stdout)
+        .to_lowercase()
+        .contains("access-control-allow-origin"));
+}
+
+#[test]
+fn fastcgi_front_behind_real_nginx() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        panic!("nginx is not installed (apt-get install nginx-light); .ci/run installs it");
+    }
+    let fcgi_port = free_port();
+    let s = Server::start_with(
+        "",
+        "mark-42",
+        &[
+            "-o",
+            &format!("http.fcgi.address=tcp://127.0.0.1:{fcgi_port}"),
+        ],
+        None,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let nginx_port = free_port();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body; fastcgi_temp_path {d}/fcgi; proxy_temp_path {d}/proxy; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n\
+         upstream courser {{ server 127.0.0.1:{fcgi_port}; keepalive 4; }}\n\
+         server {{\n    listen 127.0.0.1:{nginx_port};\n    location / {{\n      include /etc/nginx/fastcgi_params;\n      fastcgi_keep_conn on;\n      fastcgi_pass courser;\n    }}\n  }}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+    let mut nginx = Command::new("nginx")
+        .args(["-p"])
+        .arg(dir.path())
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let ok = wait_for(Duration::from_secs(10), || {
+        get(nginx_port, "/uri").is_some_and(|r| r.0 == 200)
+    });
+    let result = std::panic::catch_unwind(|| {
+        assert!(
+            ok,
+            "nginx never answered through Courser: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+        let uri = body_text(&get(nginx_port, "/uri?x=1"));
+        assert!(uri.contains("/uri?x=1"), "{uri}");
+        let echo = request(nginx_port, "POST", "/echo", b"through-nginx");
+        assert_eq!(body_text(&echo), "through-nginx");
+        let cookies = get(nginx_port, "/cookies").expect("cookies");
+        assert_eq!(
+            cookies.1.to_lowercase().matches("set-cookie:").count(),
+            2,
+            "{}",
+            cookies.1
+        );
+        // Many requests over nginx's kept-alive FastCGI connections.
+        for i in 0..20 {
+            assert_eq!(get(nginx_port, &format!("/n{i}")).map(|r| r.0), Some(200));
+        }
+        let streamed = body_text(&get(nginx_port, "/stream?n=3"));
+        assert_eq!(streamed, "chunk1\nchunk2\nchunk3\n");
+    });
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    drop(s);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
