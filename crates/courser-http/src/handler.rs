@@ -2,12 +2,11 @@
 //! streamed), with every failure turned into a status code and a log line.
 
 use crate::headers::{CorsOptions, Headers, HeadersOptions};
+use crate::payload::{self, Codec, RequestMeta, ResponseContext, TempFiles, UploadOptions};
 use crate::server::ConnInfo;
 use crate::static_files::{StaticFiles, StaticOptions};
-use crate::{Body, HttpError, HttpOptions, ResponseContext, TrustedProxies};
+use crate::{Body, HttpError, HttpOptions, TrustedProxies};
 use bytes::Bytes;
-use courser_config::HttpCodec;
-use courser_frame::flags;
 use courser_pool::{JobError, Payload, Pool, PoolError, Reply};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
@@ -24,6 +23,8 @@ pub(crate) struct State {
     static_files: Option<StaticFiles>,
     headers: Option<Headers>,
     proxies: Option<TrustedProxies>,
+    codec: Codec,
+    upload_opts: UploadOptions,
 }
 
 impl State {
@@ -78,6 +79,8 @@ impl State {
             None
         };
         Ok(State {
+            codec: Codec::from(opts.codec),
+            upload_opts: UploadOptions::from(&opts.uploads),
             opts,
             pool,
             redirect_to,
@@ -228,6 +231,94 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
     r
 }
 
+/// A body that could not be read: over the limit (413) or broken (400).
+fn body_error(limit: u64, err: &(dyn std::error::Error + 'static)) -> Response<Body> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>()
+            || e.to_string().contains("length limit exceeded")
+        {
+            return too_large(limit);
+        }
+        cur = e.source();
+    }
+    let detail = err.to_string();
+    tracing::debug!(error = %detail, "http: reading the request body failed");
+    plain(StatusCode::BAD_REQUEST, "could not read the request body\n")
+}
+
+/// What the worker learns about the request (spec 3.2/3.3).
+fn request_meta(
+    parts: &http::request::Parts,
+    peer: std::net::SocketAddr,
+    tls: bool,
+) -> RequestMeta {
+    let protocol = match parts.version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        _ => "HTTP/1.1",
+    };
+    let mut headers: Vec<(String, Vec<String>)> = Vec::with_capacity(parts.headers.keys_len());
+    let mut cookie_values: Vec<&str> = Vec::new();
+    for name in parts.headers.keys() {
+        if name == http::header::HOST || name == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        if name == http::header::COOKIE {
+            cookie_values.extend(
+                parts
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+        }
+        headers.push((payload::canonical_header_name(name.as_str()), values));
+    }
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    let path_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut uri = String::with_capacity(host.len() + path_query.len() + 8);
+    uri.push_str(if tls { "https://" } else { "http://" });
+    uri.push_str(host);
+    uri.push_str(path_query);
+    uri.retain(|c| c != '\r' && c != '\n');
+    let mut raw_query = parts.uri.query().unwrap_or("").to_string();
+    raw_query.retain(|c| c != '\r' && c != '\n');
+    RequestMeta {
+        remote_addr: peer.ip().to_string(),
+        protocol,
+        method: parts.method.as_str().to_string(),
+        uri,
+        headers,
+        cookies: payload::cookies_from_header(&cookie_values),
+        raw_query,
+        parsed: false,
+        uploads: None,
+        attributes: Vec::new(),
+    }
+}
+
 fn too_large(limit: u64) -> Response<Body> {
     plain(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -251,27 +342,6 @@ async fn serve<B: ReqBody>(
         return too_large(limit);
     }
     let (parts, body) = req.into_parts();
-    let skip_body = parts.method == http::Method::HEAD || parts.method == http::Method::OPTIONS;
-    let body = if skip_body {
-        Bytes::new()
-    } else {
-        match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return too_large(limit)
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "http: reading the request body failed");
-                return plain(StatusCode::BAD_REQUEST, "could not read the request body\n");
-            }
-        }
-    };
     let peer = match &state.proxies {
         Some(p) => std::net::SocketAddr::new(
             p.client_ip(conn.peer.ip(), &parts.headers),
@@ -279,12 +349,69 @@ async fn serve<B: ReqBody>(
         ),
         None => conn.peer,
     };
-    let context = crate::request_context_json(&parts, peer, conn.tls);
-    let codec_flags = match state.opts.codec {
-        HttpCodec::Json | HttpCodec::Proto => flags::CODEC_JSON,
+    let mut meta = request_meta(&parts, peer, conn.tls);
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let skip_body = parts.method == http::Method::HEAD || parts.method == http::Method::OPTIONS;
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    // Temp files of uploads live until the response is complete.
+    let mut uploads: Option<TempFiles> = None;
+    let body = if skip_body {
+        Bytes::new()
+    } else if !state.opts.raw_body && content_type.contains("multipart/form-data") {
+        let Some(boundary) = payload::multipart_boundary(&content_type) else {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "multipart body without a boundary\n",
+            );
+        };
+        let stream = limited.into_data_stream();
+        match payload::parse_multipart(stream, &boundary, &state.upload_opts).await {
+            Ok(m) => {
+                let mut out = Vec::with_capacity(256);
+                payload::to_go_json(&m.data, &mut out);
+                meta.parsed = true;
+                meta.uploads = Some(m.uploads);
+                uploads = Some(m.files);
+                Bytes::from(out)
+            }
+            Err(e) => return body_error(limit, &e),
+        }
+    } else {
+        let raw = match limited.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return body_error(limit, e.as_ref()),
+        };
+        if !state.opts.raw_body && content_type.contains("application/x-www-form-urlencoded") {
+            match payload::parse_urlencoded(&raw) {
+                Ok(tree) => {
+                    meta.parsed = true;
+                    let mut out = Vec::with_capacity(raw.len() + 16);
+                    if !tree.as_object().is_some_and(|o| o.is_empty()) {
+                        payload::to_go_json(&tree, &mut out);
+                    }
+                    Bytes::from(out)
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "http: the form body cannot be parsed");
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid form body: {e}\n"),
+                    );
+                }
+            }
+        } else {
+            raw
+        }
     };
+    let mut context = Vec::with_capacity(512);
+    payload::encode_context(&meta, state.codec, &mut context);
     let payload = Payload {
-        flags: codec_flags,
+        flags: payload::frame_flags(state.codec),
         context: Bytes::from(context),
         body,
     };
@@ -304,8 +431,12 @@ async fn serve<B: ReqBody>(
             Reply::Chunk(r) => (r, true),
         };
         served.pid = Some(resp.pid);
-        let ctx = match ResponseContext::parse(resp.flags, &resp.context) {
-            Ok(c) => c,
+        let ctx = match payload::decode_response(resp.flags, &resp.context) {
+            Ok(Some(c)) => c,
+            Ok(None) => ResponseContext {
+                status: 200,
+                headers: Vec::new(),
+            },
             Err(e) => {
                 tracing::error!(pid = resp.pid, error = %e, uri = %parts.uri, "http: the worker's response context is invalid");
                 return error_response(
@@ -337,7 +468,7 @@ async fn serve<B: ReqBody>(
             }
         };
         let body = if more {
-            streamed(job, resp.body, trailers)
+            streamed(job, resp.body, trailers, uploads.take())
         } else if trailers.is_empty() {
             full(resp.body)
         } else {
@@ -395,15 +526,22 @@ fn head(ctx: &ResponseContext) -> Result<(StatusCode, HeaderMap, HeaderMap), Str
 /// A streamed response: the first chunk, then every further chunk as the client
 /// takes it (backpressure reaches the worker through the relay). A client that
 /// goes away drops the body, which drops the job, which sends the worker STOP.
-fn streamed(job: courser_pool::Job, first: Bytes, trailers: HeaderMap) -> Body {
+fn streamed(
+    job: courser_pool::Job,
+    first: Bytes,
+    trailers: HeaderMap,
+    uploads: Option<TempFiles>,
+) -> Body {
     struct St {
         job: courser_pool::Job,
+        _uploads: Option<TempFiles>,
         first: Option<Bytes>,
         trailers: Option<HeaderMap>,
         done: bool,
     }
     let st = St {
         job,
+        _uploads: uploads,
         first: Some(first),
         trailers: Some(trailers).filter(|t| !t.is_empty()),
         done: false,

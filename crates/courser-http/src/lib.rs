@@ -8,7 +8,6 @@
 //!   `Retry-After`; a worker failure is `internal_error_code` without PHP detail.
 //! - This crate defines the HTTP payload shapes; the pool sees only bytes.
 
-mod context;
 pub mod headers;
 pub mod payload;
 pub mod static_files;
@@ -20,7 +19,6 @@ mod proxy;
 mod server;
 mod tls;
 
-pub use context::{canonical_header_name, request_context_json, ResponseContext};
 pub use proxy::TrustedProxies;
 pub use server::HttpServer;
 pub use tls::TlsError;
