@@ -381,6 +381,20 @@ impl Frame {
     }
 }
 
+/// Appends the header of a job frame (one option: the context length) for a
+/// payload of `payload_len` bytes, so a writer can send context and body from
+/// their own buffers. Same bytes as `Frame::job(..).encode_header_into`.
+pub fn encode_job_header(flags: u8, context_len: u32, payload_len: u32, out: &mut impl BufMut) {
+    let mut h = [0u8; HEADER_LEN];
+    h[0] = (VERSION << 4) | 4;
+    h[1] = flags;
+    h[2..6].copy_from_slice(&payload_len.to_le_bytes());
+    let crc = header_crc(&h[..6]);
+    h[6..10].copy_from_slice(&crc.to_le_bytes());
+    out.put_slice(&h);
+    out.put_u32_le(context_len);
+}
+
 /// Renders the first bytes of unexpected output for an error message: printable
 /// ASCII as is, everything else escaped, at most `max` input bytes.
 pub fn preview(bytes: &[u8], max: usize) -> String {
@@ -476,6 +490,23 @@ mod tests {
         assert_eq!(a.payload, Bytes::from_static(b"{\"pid\":1}"));
         assert_eq!(b.byte10, stream::PONG);
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn job_header_matches_frame_encoding() {
+        for (ctx, body) in [(&b"{}"[..], &b"hello"[..]), (b"", b""), (b"ctx", b"")] {
+            let f = Frame::job(0x08, ctx, body);
+            let mut want = Vec::new();
+            f.encode_header_into(&mut want);
+            let mut got = Vec::new();
+            encode_job_header(
+                0x08,
+                ctx.len() as u32,
+                (ctx.len() + body.len()) as u32,
+                &mut got,
+            );
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

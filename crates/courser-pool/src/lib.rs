@@ -264,18 +264,23 @@ impl Pool {
     /// Runs a job and returns its whole response; a streamed response is joined.
     pub async fn exec(&self, payload: Payload) -> Result<Response, PoolError> {
         let mut job = self.start_job(payload).await?;
-        let mut first: Option<Response> = None;
-        let mut body = bytes::BytesMut::new();
+        let first = match job.next().await {
+            Some(Ok(Reply::Final(r))) => return Ok(r),
+            Some(Ok(Reply::Chunk(r))) => r,
+            Some(Err(e)) => return Err(e),
+            None => return Err(PoolError::EmptyPayload),
+        };
+        // A streamed response: join the chunks (only then is the body copied).
+        let mut body = bytes::BytesMut::from(&first.body[..]);
         while let Some(r) = job.next().await {
-            let r = match r? {
-                Reply::Chunk(r) | Reply::Final(r) => r,
-            };
-            body.extend_from_slice(&r.body);
-            first.get_or_insert(r);
+            match r? {
+                Reply::Chunk(r) | Reply::Final(r) => body.extend_from_slice(&r.body),
+            }
         }
-        let mut first = first.ok_or(PoolError::EmptyPayload)?;
-        first.body = body.freeze();
-        Ok(first)
+        Ok(Response {
+            body: body.freeze(),
+            ..first
+        })
     }
 
     /// Starts a job: waits for a free worker (bounded by `allocate_timeout`), sends
@@ -507,7 +512,6 @@ impl Inner {
         if self.cfg.debug {
             return self.acquire_fresh().await;
         }
-        let started = Instant::now();
         loop {
             let permit = match self.free.try_acquire() {
                 Ok(p) => p,
@@ -528,6 +532,7 @@ impl Inner {
                         });
                     }
                     self.maybe_scale_up();
+                    let started = Instant::now();
                     match tokio::time::timeout_at(deadline.into(), self.free.acquire()).await {
                         Ok(Ok(p)) => p,
                         Ok(Err(_)) => {

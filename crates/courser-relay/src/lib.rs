@@ -158,6 +158,37 @@ impl FrameWriter {
         Ok(())
     }
 
+    /// Writes a job frame (`options = [len(context)]`, payload = context ‖ body)
+    /// without building the payload first: header, context and a small body are
+    /// copied once into the reused buffer and sent in one write; a large body is
+    /// written straight from its own buffer.
+    pub async fn write_job(
+        &mut self,
+        flags: u8,
+        context: &[u8],
+        body: &[u8],
+    ) -> Result<(), RelayError> {
+        let len = context.len() + body.len();
+        if len > u32::MAX as usize {
+            return Err(RelayError::TooLarge(courser_frame::FrameError::TooLarge {
+                len,
+                max: u32::MAX as usize,
+            }));
+        }
+        self.buf.clear();
+        courser_frame::encode_job_header(flags, context.len() as u32, len as u32, &mut self.buf);
+        self.buf.extend_from_slice(context);
+        if body.len() <= COALESCE_LIMIT {
+            self.buf.extend_from_slice(body);
+            self.inner.write_all(&self.buf).await?;
+        } else {
+            self.inner.write_all(&self.buf).await?;
+            self.inner.write_all(body).await?;
+        }
+        self.inner.flush().await?;
+        Ok(())
+    }
+
     /// Shuts the write side down (closes the worker's stdin for pipes).
     pub async fn shutdown(&mut self) -> Result<(), RelayError> {
         self.inner.shutdown().await?;

@@ -18,7 +18,7 @@ pub use error::{ExitInfo, JobError, SpawnError};
 pub use process::{RelayMode, SpawnSpec};
 
 use bytes::Bytes;
-use courser_frame::{flags, preview, stream, Frame, Options};
+use courser_frame::{flags, preview, stream, Frame};
 use courser_relay::{FrameReader, FrameWriter, RelayError};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -296,17 +296,6 @@ impl Worker {
     /// Sends a job. An error here means the worker never received it, so the job
     /// may safely run elsewhere.
     pub async fn start_job(&mut self, p: &Payload) -> Result<(), JobError> {
-        let frame = if p.body.is_empty() {
-            Frame::new(
-                p.flags,
-                Options::one(p.context.len() as u32),
-                p.context.clone(),
-            )
-        } else if p.context.is_empty() {
-            Frame::new(p.flags, Options::one(0), p.body.clone())
-        } else {
-            Frame::job(p.flags, &p.context, &p.body)
-        };
         // A draining worker keeps its state while it serves; only a ready one turns working.
         let _ = self.info.state.compare_exchange(
             State::Ready as u8,
@@ -315,7 +304,7 @@ impl Worker {
             Ordering::Acquire,
         );
         self.info.mark_job_start();
-        if let Err(e) = self.writer.write_frame(&frame).await {
+        if let Err(e) = self.writer.write_job(p.flags, &p.context, &p.body).await {
             self.info.set_state(State::Invalid);
             self.info.mark_job_end();
             return Err(JobError::NotDelivered {
