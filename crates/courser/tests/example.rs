@@ -1,0 +1,74 @@
+//! The bundled example app (the README's first command) serves its routes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn hello_example_serves_its_routes() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_courser"))
+        .args(["serve", "-c"])
+        .arg(root.join("examples/hello/.rr.yaml"))
+        .args(["-o", &format!("http.address=127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start courser");
+    let u = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut up = false;
+    while Instant::now() < deadline && !up {
+        up = curl(&[&format!("{u}/")]).1 == "Hello, World!\n";
+        if !up {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "the example never answered");
+        let info = curl(&[&format!("{u}/info")]).1;
+        assert!(
+            info.contains("\"app\": \"hello\"") && info.contains("served_by_this_worker"),
+            "{info}"
+        );
+        let form = curl(&["-F", "x=1", &format!("{u}/form")]).1;
+        assert!(form.contains("\"x\": \"1\""), "{form}");
+        assert_eq!(
+            curl(&[&format!("{u}/stream")]).1,
+            "line 1\nline 2\nline 3\nline 4\nline 5\n"
+        );
+        assert!(curl(&[&format!("{u}/robots.txt")])
+            .1
+            .contains("static middleware"));
+        assert!(
+            curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("{u}/nope")
+            ])
+            .1 == "404"
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
