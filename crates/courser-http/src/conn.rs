@@ -115,3 +115,100 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// A plain TCP connection whose write half is shared, so a handler can send a
+/// 1xx interim response (103 Early Hints) on HTTP/1.1 while hyper waits for the
+/// final one. Hyper writes nothing on an HTTP/1.1 connection while its service
+/// future is pending and the request body has been read, so the bytes cannot mix.
+pub(crate) struct SharedTcp {
+    read: tokio::net::tcp::OwnedReadHalf,
+    write: Arc<std::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>,
+}
+
+/// The handle a handler uses to send interim responses.
+#[derive(Clone)]
+pub(crate) struct Interim {
+    write: Arc<std::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>>,
+}
+
+impl std::fmt::Debug for Interim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interim")
+    }
+}
+
+impl SharedTcp {
+    pub(crate) fn new(stream: tokio::net::TcpStream) -> (SharedTcp, Interim) {
+        let (read, write) = stream.into_split();
+        let write = Arc::new(std::sync::Mutex::new(write));
+        (
+            SharedTcp {
+                read,
+                write: write.clone(),
+            },
+            Interim { write },
+        )
+    }
+}
+
+fn with_write<R>(
+    m: &std::sync::Mutex<tokio::net::tcp::OwnedWriteHalf>,
+    f: impl FnOnce(Pin<&mut tokio::net::tcp::OwnedWriteHalf>) -> R,
+) -> R {
+    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+    f(Pin::new(&mut *g))
+}
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        with_write(&self.write, |w| w.poll_write(cx, buf))
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        with_write(&self.write, |w| w.poll_write_vectored(cx, bufs))
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        with_write(&self.write, |w| w.poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        with_write(&self.write, |w| w.poll_shutdown(cx))
+    }
+}
+
+impl Interim {
+    /// Writes a complete interim response head.
+    pub(crate) async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut off = 0;
+        while off < bytes.len() {
+            let n = std::future::poll_fn(|cx| {
+                with_write(&self.write, |w| w.poll_write(cx, &bytes[off..]))
+            })
+            .await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            off += n;
+        }
+        std::future::poll_fn(|cx| with_write(&self.write, |w| w.poll_flush(cx))).await
+    }
+}

@@ -471,6 +471,7 @@ fn build_request(
     Ok((
         req,
         ConnInfo {
+            interim: None,
             peer: SocketAddr::new(ip, port),
             tls: https,
         },

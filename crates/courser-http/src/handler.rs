@@ -181,7 +181,7 @@ pub(crate) async fn handle<B: ReqBody>(
     };
     let mut resp = match static_resp {
         Some(r) => r,
-        None => serve(&state, req, conn, &mut served).await,
+        None => serve(&state, req, &conn, &mut served).await,
     };
     if let (Some(h), Some(rh)) = (&state.headers, &req_headers) {
         h.apply_response(rh, resp.headers_mut());
@@ -329,7 +329,7 @@ fn too_large(limit: u64) -> Response<Body> {
 async fn serve<B: ReqBody>(
     state: &State,
     req: Request<B>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     served: &mut Served,
 ) -> Response<Body> {
     let limit = state.opts.max_request_size;
@@ -449,11 +449,7 @@ async fn serve<B: ReqBody>(
             if ctx.status == 101 {
                 tracing::warn!(pid = resp.pid, "http: a worker answered 101 Switching Protocols, which Courser does not support; ignored");
             } else {
-                tracing::debug!(
-                    pid = resp.pid,
-                    status = ctx.status,
-                    "http: interim response from the worker is not forwarded"
-                );
+                send_interim(conn, parts.version, &ctx).await;
             }
             if !more {
                 return error_response(state, "the worker sent only an interim (1xx) response");
@@ -479,6 +475,45 @@ async fn serve<B: ReqBody>(
         *r.status_mut() = status;
         *r.headers_mut() = headers;
         return r;
+    }
+}
+
+/// Sends a 1xx interim response (e.g. 103 Early Hints) with its own headers.
+/// Possible on plain HTTP/1.1; elsewhere (HTTP/2, TLS, FastCGI, HTTP/1.0) it is
+/// skipped, because hyper has no server API for interim responses yet.
+async fn send_interim(conn: &ConnInfo, version: http::Version, ctx: &ResponseContext) {
+    let Some(interim) = conn
+        .interim
+        .as_ref()
+        .filter(|_| version == http::Version::HTTP_11)
+    else {
+        tracing::debug!(
+            status = ctx.status,
+            "http: interim response not forwarded on this connection type"
+        );
+        return;
+    };
+    let reason = StatusCode::from_u16(ctx.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Informational");
+    let mut head = format!("HTTP/1.1 {} {reason}\r\n", ctx.status);
+    for (name, values) in &ctx.headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            continue;
+        }
+        for v in values {
+            if HeaderValue::from_str(v).is_ok() {
+                head.push_str(name);
+                head.push_str(": ");
+                head.push_str(v);
+                head.push_str("\r\n");
+            }
+        }
+    }
+    head.push_str("\r\n");
+    if let Err(e) = interim.send(head.as_bytes()).await {
+        tracing::debug!(error = %e, "http: sending an interim response failed");
     }
 }
 

@@ -93,10 +93,12 @@ async fn bind(address: &str) -> Result<TcpListener, HttpError> {
 }
 
 /// How a connection reached us.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
+    /// Sends 1xx interim responses on plain HTTP/1.1 connections.
+    pub(crate) interim: Option<crate::conn::Interim>,
 }
 
 impl HttpServer {
@@ -206,7 +208,13 @@ impl HttpServer {
             tokio::spawn(async move {
                 match acceptor {
                     None => {
-                        serve_connection(state, stream, ConnInfo { peer, tls: false }, sd).await
+                        let (io, interim) = crate::conn::SharedTcp::new(stream);
+                        let conn = ConnInfo {
+                            peer,
+                            tls: false,
+                            interim: Some(interim),
+                        };
+                        serve_connection(state, io, conn, sd).await
                     }
                     Some(acc) => {
                         let hs = tokio::time::timeout(
@@ -216,7 +224,17 @@ impl HttpServer {
                         .await;
                         match hs {
                             Ok(Ok(s)) => {
-                                serve_connection(state, s, ConnInfo { peer, tls: true }, sd).await
+                                serve_connection(
+                                    state,
+                                    s,
+                                    ConnInfo {
+                                        peer,
+                                        tls: true,
+                                        interim: None,
+                                    },
+                                    sd,
+                                )
+                                .await
                             }
                             Ok(Err(e)) => {
                                 tracing::debug!(peer = %peer, error = %e, "https: TLS handshake failed")
@@ -282,6 +300,7 @@ async fn serve_connection<S>(
     let inner = tower::service_fn(move |req| {
         let state = svc_state.clone();
         let activity = svc_activity.clone();
+        let conn = conn.clone();
         async move {
             let _busy = activity.busy();
             Ok::<_, std::convert::Infallible>(handler::handle(state, req, conn).await)

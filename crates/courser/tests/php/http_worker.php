@@ -37,6 +37,13 @@ while ($req = $worker->waitPayload()) {
         case '/big':
             $body = str_repeat("courser-big-body\n", (int)(($q['kb'] ?? 64) * 1024 / 17));
             break;
+        case '/hints':
+            // 103 Early Hints (a STREAM frame with status 103), then the final response.
+            $worker->respondPartial(new Payload('', json_encode(['status' => 103, 'headers' => ['Link' => ['</app.css>; rel=preload; as=style']]])), Frame::CODEC_JSON);
+            $status = 201;
+            $headers['X-Final'] = ['yes'];
+            $body = 'after hints';
+            break;
         case '/pid':
             $body = (string)getmypid();
             break;
