@@ -195,12 +195,10 @@ pub(crate) async fn handle<B: ReqBody>(
     if !state.opts.access_logs {
         return resp;
     }
-    let bytes = resp
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    // Streamed bodies have no size yet when the line is written.
+    let bytes = hyper::body::Body::size_hint(resp.body())
+        .exact()
+        .map_or_else(|| "-".to_string(), |n| n.to_string());
     tracing::info!(
         target: "courser::http::access",
         method = %method,
@@ -229,6 +227,15 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// Size of the request line and headers as received (hyper's own buffer limit
+/// cannot go below 8 KB, so smaller limits are checked here).
+fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// A body that could not be read: over the limit (413) or broken (400).
@@ -332,6 +339,12 @@ async fn serve<B: ReqBody>(
     conn: &ConnInfo,
     served: &mut Served,
 ) -> Response<Body> {
+    if head_size(&req) > state.opts.limits.max_header_size {
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request head larger than the limit (http.max_header_size)\n",
+        );
+    }
     let limit = state.opts.max_request_size;
     let declared = req
         .headers()

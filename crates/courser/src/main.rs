@@ -138,7 +138,8 @@ fn init_logs(cfg: &courser_config::LogsConfig) {
     let json = matches!(cfg.encoding, LogEncoding::Json) || matches!(cfg.mode, LogMode::Production);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = if json {
         builder.json().try_init()
     } else {

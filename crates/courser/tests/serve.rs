@@ -1,159 +1,11 @@
 //! End-to-end tests: the real `courser` binary, real `php` workers, real HTTP.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::{body_text, courser, free_port, get, make_certs, request, sh, wait_for, Server};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn courser() -> &'static str {
-    env!("CARGO_BIN_EXE_courser")
-}
-
-fn worker_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/php/http_worker.php")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(extra: &str) -> Server {
-        Server::start_with(extra, "mark-42", &[], None)
-    }
-
-    fn start_with(extra: &str, mark: &str, args: &[&str], dotenv: Option<&str>) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let yaml = format!(
-            "version: \"3\"\nserver:\n  command: \"php {}\"\n  env:\n    APP_MARK: \"{mark}\"\n{extra}\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n    allocate_timeout: 5s\n    destroy_timeout: 2s\nlogs:\n  level: info\nendure:\n  grace_period: 5s\n",
-            worker_script().display()
-        );
-        let cfg = dir.path().join(".rr.yaml");
-        std::fs::write(&cfg, yaml).expect("write config");
-        let log = dir.path().join("courser.log");
-        let mut cmd = Command::new(courser());
-        cmd.args(["serve", "-c"]).arg(&cfg).args(args);
-        if let Some(text) = dotenv {
-            let p = dir.path().join("app.env");
-            std::fs::write(&p, text).expect("write dotenv");
-            cmd.arg("--dotenv").arg(p);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn courser");
-        let s = Server {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if get(s.port, "/pid").is_some() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("courser did not answer; log:\n{}", s.log_text());
-    }
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args(["-s", sig, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(ok.success());
-    }
-}
-
-/// A minimal HTTP/1.1 client: returns (status, headers, body).
-fn request(port: u16, method: &str, path: &str, body: &[u8]) -> Option<(u16, String, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nCookie: sid=abc123; theme=dark%20mode\r\nContent-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).ok()?;
-    s.write_all(body).ok()?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).ok()?;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let mut body = buf[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body)?;
-    }
-    Some((status, head, body))
-}
-
-/// Decodes a chunked HTTP/1.1 body.
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&b[..line_end])
-                .ok()?
-                .split(';')
-                .next()?
-                .trim(),
-            16,
-        )
-        .ok()?;
-        b = &b[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
-    }
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String, Vec<u8>)> {
-    request(port, "GET", path, b"")
-}
-
-fn body_text(r: &Option<(u16, String, Vec<u8>)>) -> String {
-    r.as_ref()
-        .map(|r| String::from_utf8_lossy(&r.2).into_owned())
-        .unwrap_or_default()
-}
-
-fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
 
 #[test]
 fn version_prints() {
@@ -390,35 +242,6 @@ fn a_second_signal_stops_at_once_and_kills_workers() {
         !Path::new(&format!("/proc/{worker_pid}")).exists()
     });
     assert!(gone, "worker {worker_pid} outlived a forced stop");
-}
-
-fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("run sh")
-}
-
-/// A CA, a server certificate for localhost/127.0.0.1 and a client certificate.
-fn make_certs(dir: &Path) {
-    let d = dir.display();
-    let script = format!(
-        "cd {d} && \
-         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=courser-test-ca 2>/dev/null && \
-         openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null && \
-         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && \
-         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext 2>/dev/null && \
-         openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client 2>/dev/null && \
-         printf 'extendedKeyUsage=clientAuth\\n' > client.ext && \
-         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext 2>/dev/null"
-    );
-    let out = sh(&script);
-    assert!(
-        out.status.success(),
-        "openssl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -670,7 +493,15 @@ fn fastcgi_front_behind_real_nginx() {
         let streamed = body_text(&get(nginx_port, "/stream?n=3"));
         assert_eq!(streamed, "chunk1\nchunk2\nchunk3\n");
     });
-    let _ = nginx.kill();
+    // SIGTERM lets the nginx master stop its workers too (SIGKILL would orphan them).
+    let _ = Command::new("kill")
+        .args(["-TERM", &nginx.id().to_string()])
+        .status();
+    if !wait_for(Duration::from_secs(5), || {
+        matches!(nginx.try_wait(), Ok(Some(_)))
+    }) {
+        let _ = nginx.kill();
+    }
     let _ = nginx.wait();
     drop(s);
     if let Err(e) = result {
