@@ -63,6 +63,22 @@ pub struct CorsConfig {
     pub debug: bool,
 }
 
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origin: String::new(),
+            allowed_origin_regex: None,
+            allowed_headers: String::new(),
+            allowed_methods: String::new(),
+            allow_credentials: false,
+            exposed_headers: String::new(),
+            max_age: 0,
+            options_success_status: 200,
+            debug: false,
+        }
+    }
+}
+
 /// `http.headers` (with `headers` in `http.middleware`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeadersConfig {

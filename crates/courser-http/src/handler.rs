@@ -1,7 +1,7 @@
 //! One request: limits, body, context, the pool, and the response (whole or
 //! streamed), with every failure turned into a status code and a log line.
 
-use crate::headers::{CorsOptions, Headers, HeadersOptions};
+use crate::headers::Headers;
 use crate::payload::{self, Codec, RequestMeta, ResponseContext, TempFiles, UploadOptions};
 use crate::server::ConnInfo;
 use crate::static_files::{StaticFiles, StaticOptions};
@@ -56,21 +56,7 @@ impl State {
             _ => None,
         };
         let headers = match (&opts.headers, enabled("headers")) {
-            (Some(c), true) => Some(Headers::new(HeadersOptions {
-                request: c.request.clone(),
-                response: c.response.clone(),
-                cors: c.cors.as_ref().map(|c| CorsOptions {
-                    allowed_origin: c.allowed_origin.clone(),
-                    allowed_origin_regex: c.allowed_origin_regex.clone(),
-                    allowed_headers: c.allowed_headers.clone(),
-                    allowed_methods: c.allowed_methods.clone(),
-                    allow_credentials: c.allow_credentials,
-                    exposed_headers: c.exposed_headers.clone(),
-                    max_age: c.max_age,
-                    options_success_status: c.options_success_status,
-                    debug: c.debug,
-                }),
-            })?),
+            (Some(c), true) => Some(Headers::new(c.clone())?),
             _ => None,
         };
         let proxies = if enabled("proxy_ip_parser") && !opts.trusted_subnets.is_empty() {

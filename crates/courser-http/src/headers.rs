@@ -35,55 +35,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 
-/// Settings of the `headers` middleware, validated from `http.headers.*`.
-#[derive(Debug, Clone, Default)]
-pub struct HeadersOptions {
-    /// Added to every request sent to PHP (`http.headers.request`).
-    pub request: Vec<(String, String)>,
-    /// Added to every response (`http.headers.response`).
-    pub response: Vec<(String, String)>,
-    /// `http.headers.cors`; `None` turns CORS handling off.
-    pub cors: Option<CorsOptions>,
-}
+/// `http.headers.*`, as validated by the config crate.
+pub use courser_config::HeadersConfig as HeadersOptions;
 
-/// `http.headers.cors.*`.
-#[derive(Debug, Clone)]
-pub struct CorsOptions {
-    /// `*` or a comma list of origins, each with at most one `*` wildcard.
-    pub allowed_origin: String,
-    /// A regular expression (Rust `regex` syntax) for further allowed origins.
-    pub allowed_origin_regex: Option<String>,
-    /// Comma list of request headers a cross-origin call may use, or `*`.
-    pub allowed_headers: String,
-    /// Comma list of methods a cross-origin call may use.
-    pub allowed_methods: String,
-    /// Send `Access-Control-Allow-Credentials: true`.
-    pub allow_credentials: bool,
-    /// Comma list for `Access-Control-Expose-Headers`.
-    pub exposed_headers: String,
-    /// Seconds a preflight may be cached; 0 sends no `Max-Age`.
-    pub max_age: u32,
-    /// Status of an answered preflight (default 200).
-    pub options_success_status: u16,
-    /// Log every CORS decision at debug level.
-    pub debug: bool,
-}
-
-impl Default for CorsOptions {
-    fn default() -> Self {
-        CorsOptions {
-            allowed_origin: String::new(),
-            allowed_origin_regex: None,
-            allowed_headers: String::new(),
-            allowed_methods: String::new(),
-            allow_credentials: false,
-            exposed_headers: String::new(),
-            max_age: 0,
-            options_success_status: 200,
-            debug: false,
-        }
-    }
-}
+/// `http.headers.cors.*`, as validated by the config crate.
+pub use courser_config::CorsConfig as CorsOptions;
 
 /// Why the `headers` middleware could not be set up.
 #[derive(Debug, thiserror::Error)]

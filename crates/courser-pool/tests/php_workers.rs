@@ -3,9 +3,8 @@
 
 use bytes::Bytes;
 use courser_config::PoolConfig;
-use courser_frame::flags;
 use courser_pool::{JobError, Payload, Pool, PoolError, Reply, RestartReason};
-use courser_test_support::{eventually, php_worker, relays, spec};
+use courser_test_support::{self as support, eventually, php_worker, relays, spec};
 use courser_worker::{RelayMode, SpawnSpec};
 use std::time::Duration;
 
@@ -18,22 +17,11 @@ fn php(script: &str, relay: RelayMode, env: &[(&str, &str)]) -> SpawnSpec {
 }
 
 fn cfg(workers: usize) -> PoolConfig {
-    let mut c = PoolConfig {
-        num_workers: workers,
-        allocate_timeout: Duration::from_secs(10),
-        destroy_timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
-    c.supervisor.watch_tick = Duration::from_millis(100);
-    c
+    support::pool_config(workers)
 }
 
 fn job(body: &str) -> Payload {
-    Payload {
-        flags: flags::CODEC_JSON,
-        context: Bytes::from_static(b"{\"ctx\":true}"),
-        body: Bytes::from(body.to_string()),
-    }
+    support::job(body)
 }
 
 #[tokio::test]
@@ -49,7 +37,7 @@ async fn php_worker_suite_over_every_relay() {
         let r = pool.exec(job("plain body")).await.expect(name);
         assert_eq!(
             (&r.context[..], &r.body[..]),
-            (&b"{\"ctx\":true}"[..], &b"plain body"[..]),
+            (&b"{\"k\":1}"[..], &b"plain body"[..]),
             "{name}"
         );
         assert_eq!(

@@ -1,6 +1,5 @@
 //! Pool behaviour against real processes (the fake worker binary), over each relay.
 
-use bytes::Bytes;
 use courser_config::{DynamicAllocatorConfig, PoolConfig};
 use courser_frame::flags;
 use courser_pool::{JobError, Payload, Pool, PoolError, Reply};
@@ -13,22 +12,11 @@ fn spec(relay: RelayMode, env: &[(&str, &str)]) -> SpawnSpec {
 }
 
 fn cfg(workers: usize) -> PoolConfig {
-    let mut c = PoolConfig {
-        num_workers: workers,
-        allocate_timeout: Duration::from_secs(10),
-        destroy_timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
-    c.supervisor.watch_tick = Duration::from_millis(50);
-    c
+    support::pool_config(workers)
 }
 
 fn job(body: &str) -> Payload {
-    Payload {
-        flags: flags::CODEC_JSON,
-        context: Bytes::from_static(b"{\"k\":1}"),
-        body: Bytes::from(body.to_string()),
-    }
+    support::job(body)
 }
 
 async fn pid_of(pool: &Pool) -> u32 {

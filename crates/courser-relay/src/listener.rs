@@ -26,6 +26,31 @@ const UNCLAIMED_TTL: Duration = Duration::from_secs(120);
 
 type Conn = (FrameReader, FrameWriter, Instant);
 
+/// A bound relay socket.
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Bound {
+    /// The next connection, split into its read and write halves.
+    async fn accept(&self) -> std::io::Result<(crate::BoxRead, crate::BoxWrite)> {
+        match self {
+            Bound::Tcp(l) => {
+                let (sock, _) = l.accept().await?;
+                let _ = sock.set_nodelay(true);
+                let (r, w) = sock.into_split();
+                Ok((Box::pin(r), Box::pin(w)))
+            }
+            Bound::Unix(l) => {
+                let (sock, _) = l.accept().await?;
+                let (r, w) = sock.into_split();
+                Ok((Box::pin(r), Box::pin(w)))
+            }
+        }
+    }
+}
+
 struct Shared {
     pending: Mutex<HashMap<u32, Conn>>,
     notify: Notify,
@@ -56,40 +81,20 @@ impl SocketListener {
             pending: Mutex::new(HashMap::new()),
             notify: Notify::new(),
         });
-        let s = shared.clone();
-        let task = match &address {
+        let bound = match &address {
             SocketAddress::Tcp(addr) => {
-                let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                Bound::Tcp(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                     RelayError::Io(std::io::Error::new(
                         e.kind(),
                         format!("cannot listen on tcp://{addr} for worker relays: {e}"),
                     ))
-                })?;
-                tokio::spawn(async move {
-                    loop {
-                        match l.accept().await {
-                            Ok((sock, _)) => {
-                                let _ = sock.set_nodelay(true);
-                                let (r, w) = sock.into_split();
-                                file(
-                                    s.clone(),
-                                    FrameReader::new(Box::pin(r), limits),
-                                    FrameWriter::new(Box::pin(w)),
-                                );
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accepting a worker relay connection failed");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                        }
-                    }
-                })
+                })?)
             }
             SocketAddress::Unix(path) => {
                 if path.exists() {
                     let _ = std::fs::remove_file(path);
                 }
-                let l = tokio::net::UnixListener::bind(path).map_err(|e| {
+                Bound::Unix(tokio::net::UnixListener::bind(path).map_err(|e| {
                     RelayError::Io(std::io::Error::new(
                         e.kind(),
                         format!(
@@ -97,27 +102,21 @@ impl SocketListener {
                             path.display()
                         ),
                     ))
-                })?;
-                tokio::spawn(async move {
-                    loop {
-                        match l.accept().await {
-                            Ok((sock, _)) => {
-                                let (r, w) = sock.into_split();
-                                file(
-                                    s.clone(),
-                                    FrameReader::new(Box::pin(r), limits),
-                                    FrameWriter::new(Box::pin(w)),
-                                );
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "accepting a worker relay connection failed");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                            }
-                        }
-                    }
-                })
+                })?)
             }
         };
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match bound.accept().await {
+                    Ok((r, w)) => file(s.clone(), FrameReader::new(r, limits), FrameWriter::new(w)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accepting a worker relay connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
         Ok(SocketListener {
             shared,
             address,

@@ -125,3 +125,24 @@ pub async fn relays() -> Vec<(
         ("tcp", RelayMode::Socket(tcp), None),
     ]
 }
+
+/// A pool config for tests: `workers` workers, short timeouts, a 50 ms watch tick.
+pub fn pool_config(workers: usize) -> courser_config::PoolConfig {
+    let mut c = courser_config::PoolConfig {
+        num_workers: workers,
+        allocate_timeout: Duration::from_secs(10),
+        destroy_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    c.supervisor.watch_tick = Duration::from_millis(50);
+    c
+}
+
+/// A JSON-codec job with a small context and `body`.
+pub fn job(body: &str) -> courser_worker::Payload {
+    courser_worker::Payload {
+        flags: courser_frame::flags::CODEC_JSON,
+        context: bytes::Bytes::from_static(b"{\"k\":1}"),
+        body: bytes::Bytes::from(body.to_string()),
+    }
+}
