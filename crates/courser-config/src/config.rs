@@ -23,6 +23,10 @@ pub struct Config {
     pub logs: LogsConfig,
     /// The HTTP plugin; on only when the file has an `http` section.
     pub http: Option<HttpConfig>,
+    /// Prometheus metrics; on only when the file has a `metrics` section.
+    pub metrics: Option<crate::MetricsConfig>,
+    /// Health and readiness endpoints; on only with a `status` section.
+    pub status: Option<crate::StatusConfig>,
     pub endure: EndureConfig,
     /// The merged, expanded and overridden tree, for plugins that read their
     /// sections later. Values that came from `${VAR}` expansion are strings.
@@ -354,12 +358,16 @@ pub(crate) fn build(
         }
     }
 
+    let metrics = crate::ops::parse_metrics(&root)?;
+    let status = crate::ops::parse_status(&root, warnings)?;
     Ok(Config {
         version,
         rpc,
         server,
         logs,
         http,
+        metrics,
+        status,
         endure,
         raw: tree.clone(),
     })

@@ -48,6 +48,7 @@ mod duration;
 mod env;
 mod error;
 mod http;
+mod ops;
 mod overrides;
 mod pool;
 pub mod schema;
@@ -70,6 +71,7 @@ pub use http::{
     ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
     SslConfig, StaticConfig, UploadsConfig,
 };
+pub use ops::{MetricsConfig, StatusConfig};
 pub use overrides::{parse_override, Override};
 pub use pool::{
     cpu_count, parse_pool, DynamicAllocatorConfig, PoolConfig, SupervisorConfig, MAX_SPAWN_RATE,

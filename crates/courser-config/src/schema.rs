@@ -167,8 +167,8 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("http.http3.cert", Nys, Val),
     ("http.http3.key", Nys, Val),
     // metrics
-    ("metrics", Nys, Section),
-    ("metrics.address", Nys, Val),
+    ("metrics", Sup, Section),
+    ("metrics.address", Sup, Val),
     ("metrics.collect", Nys, Section),
     ("metrics.collect.*", Nys, Section),
     ("metrics.collect.*.type", Nys, Val),
@@ -179,10 +179,11 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("metrics.collect.*.namespace", Nys, Val),
     ("metrics.collect.*.subsystem", Nys, Val),
     // status
-    ("status", Nys, Section),
-    ("status.address", Nys, Val),
-    ("status.unavailable_status_code", Nys, Val),
-    ("status.check_timeout", Nys, Val),
+    ("status", Sup, Section),
+    ("status.address", Sup, Val),
+    ("status.drain_delay", Sup, Val),
+    ("status.unavailable_status_code", Sup, Val),
+    ("status.check_timeout", Sup, Val),
     // kv
     ("kv", Nys, Section),
     ("kv.*", Nys, Section),

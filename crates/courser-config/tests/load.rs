@@ -574,11 +574,8 @@ fn warnings() {
             &["unknown key http.ssl.certt; did you mean http.ssl.cert?"],
         ),
         (
-            "metrics:\n  address: :2112\nstatus:\n  address: :2114\n",
-            &[
-                "metrics is not supported by Courser yet; it is ignored",
-                "status is not supported by Courser yet; it is ignored",
-            ],
+            "metrics:\n  address: :2112\n  collect:\n    app_x:\n      type: counter\nstatus:\n  address: :2114\n",
+            &["metrics.collect is not supported by Courser yet; it is ignored"],
         ),
         (
             "kv:\n  a:\n    driver: memory\n    config: {anything: 1}\n  b:\n    driver: memory\n",
@@ -776,8 +773,7 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
             "logs.line_ending",
             "logs.file_logger_options",
             "logs.channels.server.output",
-            "metrics",
-            "status",
+            "metrics.collect",
             "kv",
             "jobs",
             "reload",
