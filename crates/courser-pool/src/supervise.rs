@@ -36,7 +36,10 @@ fn on_exit(inner: &Arc<Inner>, pid: u32) {
     let Some(w) = lock(&inner.workers).remove(&pid) else {
         return;
     };
-    let expected = matches!(w.state(), State::Stopping | State::Invalid) || inner.is_stopping();
+    // A worker that died during a job is counted by the job's failure path.
+    let busy = w.job_running_for().is_some() || w.last_state() == State::Working;
+    let expected =
+        busy || matches!(w.last_state(), State::Stopping | State::Invalid) || inner.is_stopping();
     if !expected {
         let exit = w
             .exit()

@@ -117,6 +117,11 @@ impl WorkerInfo {
         }
         State::from_u8(self.state.load(Ordering::Acquire))
     }
+    /// The state the pool last set, even after the exit was observed (so the
+    /// pool can tell a planned stop from a crash).
+    pub fn last_state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
     /// Sets the state (the pool marks workers draining or invalid).
     pub fn set_state(&self, s: State) {
         self.state.store(s as u8, Ordering::Release);
