@@ -178,6 +178,9 @@ pub(crate) async fn handle<B: ReqBody>(
             HeaderValue::from_static("max-age=31536000"),
         );
     }
+    if let Some(observe) = &state.opts.observer {
+        observe(resp.status().as_u16(), started.elapsed());
+    }
     if !state.opts.access_logs {
         return resp;
     }

@@ -25,11 +25,14 @@ pub use tls::TlsError;
 
 use courser_config::{HttpCodec, HttpLimits};
 
+/// Called once per request with its status and how long producing the head took.
+pub type RequestObserver = std::sync::Arc<dyn Fn(u16, std::time::Duration) + Send + Sync>;
+
 /// The response body type of every handler in this crate.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
 
 /// HTTP front settings, validated from `http.*` once at startup.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpOptions {
     /// `host:port` to listen on for plain HTTP (none: HTTPS only).
     pub address: Option<String>,
@@ -65,6 +68,8 @@ pub struct HttpOptions {
     pub trusted_subnets: Vec<String>,
     /// `http.raw_body`: never parse form bodies.
     pub raw_body: bool,
+    /// Told the status and duration of every request (metrics).
+    pub observer: Option<RequestObserver>,
 }
 
 /// Why the HTTP front could not start.

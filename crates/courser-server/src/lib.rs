@@ -9,6 +9,8 @@
 //!
 //! Only this crate knows every plugin; plugins never depend on each other.
 
+mod rpc;
+
 use courser_config::{Config, PoolConfig, Relay};
 use courser_frame::Limits;
 use courser_http::{HttpOptions, HttpServer};
@@ -57,6 +59,15 @@ pub enum ServerError {
         /// The name.
         name: String,
     },
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] courser_metrics::MetricsError),
+    /// The status endpoint could not start.
+    #[error(transparent)]
+    Status(#[from] courser_status::StatusError),
+    /// The RPC server could not start.
+    #[error(transparent)]
+    Rpc(#[from] courser_rpc::RpcError),
     /// Installing the signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -130,6 +141,12 @@ pub struct Server {
     http: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     grace: Duration,
+    /// Readiness and how long to advertise draining before closing listeners.
+    status: Option<(courser_status::Status, Duration)>,
+    /// Metrics, status and RPC servers.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Told when a client calls `courser.Stop` over RPC.
+    stop_rx: tokio::sync::mpsc::UnboundedReceiver<()>,
     _relay: Option<SocketListener>,
 }
 
@@ -182,6 +199,38 @@ impl Server {
                 source,
             })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let pools = vec![pool.clone()];
+        let mut tasks = Vec::new();
+        let metrics = match &cfg.metrics {
+            Some(m) => {
+                let metrics = courser_metrics::Metrics::new();
+                for p in &pools {
+                    metrics.add_pool(p.clone());
+                }
+                let server = courser_metrics::bind(&m.address, metrics.clone()).await?;
+                tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
+                Some(metrics)
+            }
+            None => None,
+        };
+        let status = match &cfg.status {
+            Some(st) => {
+                let status = courser_status::Status::new(st.unavailable_status_code);
+                for p in &pools {
+                    status.add_pool(p.clone());
+                }
+                let server = courser_status::bind(&st.address, status.clone()).await?;
+                tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
+                Some((status, st.drain_delay))
+            }
+            None => None,
+        };
+        let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(rpc) = &cfg.rpc {
+            let registry = rpc::registry(pools.clone(), cfg.server.command.join(" "), stop_tx);
+            let server = courser_rpc::RpcServer::bind(&rpc.listen, registry).await?;
+            tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
+        }
         let http = match http_cfg.address.is_some()
             || http_cfg.extras.ssl.is_some()
             || http_cfg.extras.fcgi.is_some()
@@ -197,6 +246,13 @@ impl Server {
                     uploads: http_cfg.extras.uploads.clone(),
                     trusted_subnets: http_cfg.trusted_subnets.clone(),
                     raw_body: http_cfg.raw_body,
+                    observer: metrics.clone().map(|m| {
+                        let f: courser_http::RequestObserver =
+                            std::sync::Arc::new(move |status, elapsed| {
+                                m.observe_http(status, elapsed)
+                            });
+                        f
+                    }),
                     internal_error_code: http_cfg.internal_error_code,
                     max_request_size: http_cfg.max_request_size,
                     debug: pool_cfg.debug,
@@ -221,10 +277,13 @@ impl Server {
             false => None,
         };
         Ok(Server {
-            pools: vec![pool],
+            pools,
             http,
             shutdown,
             grace: cfg.endure.grace_period,
+            status,
+            tasks,
+            stop_rx,
             _relay: listener,
         })
     }
@@ -237,6 +296,14 @@ impl Server {
     /// Graceful stop: stop accepting, let requests finish within the grace period,
     /// then stop the workers.
     pub async fn stop(self) {
+        // First /ready turns unavailable, and load balancers get drain_delay to notice.
+        if let Some((status, delay)) = &self.status {
+            status.set_draining(true);
+            if !delay.is_zero() {
+                tracing::info!(delay = ?delay, "draining: /ready is unavailable; waiting before closing the listeners");
+                tokio::time::sleep(*delay).await;
+            }
+        }
         let deadline = Instant::now() + self.grace;
         self.shutdown.send_replace(true);
         if let Some(h) = self.http {
@@ -248,6 +315,17 @@ impl Server {
         for p in &self.pools {
             p.stop(left).await;
         }
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+    }
+
+    /// Replaces every pool's workers, make-before-break (SIGHUP, `courser reset`).
+    pub async fn reset_all(&self) {
+        for p in &self.pools {
+            let n = p.reset().await;
+            tracing::info!(plugin = p.name(), workers = n, "reset");
+        }
     }
 }
 
@@ -256,11 +334,21 @@ impl Server {
 pub async fn serve(cfg: &Config, run: &RunOptions) -> Result<(), ServerError> {
     let mut term = signal(SignalKind::terminate()).map_err(ServerError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServerError::Signals)?;
-    let server = Server::start(cfg, run).await?;
-    tracing::info!("courser is serving; SIGTERM or SIGINT stops it gracefully");
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let mut hup = signal(SignalKind::hangup()).map_err(ServerError::Signals)?;
+    let mut server = Server::start(cfg, run).await?;
+    tracing::info!(
+        "courser is serving; SIGTERM or SIGINT stops it gracefully, SIGHUP replaces the workers"
+    );
+    let which = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            Some(()) = server.stop_rx.recv() => break "courser stop",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: replacing every worker");
+                server.reset_all().await;
+            }
+        }
     };
     tracing::info!(signal = which, grace_period = ?cfg.endure.grace_period, "stopping gracefully; send the signal again to stop at once");
     let pools = server.pools().to_vec();

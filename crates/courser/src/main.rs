@@ -18,24 +18,48 @@ struct Cli {
     cmd: Cmd,
 }
 
+mod control;
+
 #[derive(clap::Args, Clone)]
-struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// Config file (RoadRunner's .rr.yaml format).
     #[arg(short = 'c', long = "config", default_value = ".rr.yaml")]
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     /// Working directory (default: the config file's directory).
     #[arg(short = 'w', long = "workdir", alias = "WorkDir")]
     workdir: Option<PathBuf>,
     /// Override a config key: -o http.pool.num_workers=4 (repeatable).
     #[arg(short = 'o', long = "override")]
-    overrides: Vec<String>,
+    pub(crate) overrides: Vec<String>,
     /// Load environment variables from a dotenv file (also DOTENV_PATH).
     #[arg(long = "dotenv", env = "DOTENV_PATH")]
-    dotenv: Option<PathBuf>,
+    pub(crate) dotenv: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Show the workers of the running server (over RPC): pid, state, jobs, memory, CPU, age.
+    Workers {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Plugins to show (default: every plugin with workers).
+        plugins: Vec<String>,
+        /// Refresh the table every second until interrupted.
+        #[arg(short = 'i', long = "interactive")]
+        interactive: bool,
+    },
+    /// Replace the workers of the running server, make-before-break (over RPC).
+    Reset {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Plugins to reset (default: all).
+        plugins: Vec<String>,
+    },
+    /// Ask the running server to stop gracefully (over RPC).
+    Stop {
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Run the configured pools and listeners until SIGTERM or SIGINT.
     Serve {
         #[command(flatten)]
@@ -48,14 +72,22 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Serve { cfg, check } => match serve(cfg, check) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("courser: {}", describe(&e));
-                ExitCode::FAILURE
-            }
-        },
+    let result = match cli.cmd {
+        Cmd::Serve { cfg, check } => serve(cfg, check),
+        Cmd::Workers {
+            cfg,
+            plugins,
+            interactive,
+        } => control::workers(&cfg, plugins, interactive),
+        Cmd::Reset { cfg, plugins } => control::reset(&cfg, plugins),
+        Cmd::Stop { cfg } => control::stop(&cfg),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("courser: {}", describe(&e));
+            ExitCode::FAILURE
+        }
     }
 }
 
