@@ -103,7 +103,7 @@ pub(crate) fn workers(
         loop {
             let text = snapshot(&mut c, &plugins).await?;
             // Clear the screen and redraw; Ctrl+C ends it.
-            print!("\x1b[2J\x1b[H{text}(refreshing every second; Ctrl+C to quit)\n");
+            println!("\x1b[2J\x1b[H{text}(refreshing every second; Ctrl+C to quit)");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
