@@ -1,0 +1,209 @@
+//! Operations through the real binary: the CLI over RPC, metrics, health and
+//! readiness, reset under load, SIGHUP, drain before shutdown, `courser stop`.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Ops {
+    s: Server,
+    rpc: u16,
+    metrics: u16,
+    status: u16,
+}
+
+fn start(drain: &str) -> Ops {
+    let (rpc, metrics, status) = (free_port(), free_port(), free_port());
+    let worker = worker_script();
+    let drain = drain.to_string();
+    let s = Server::from_yaml(
+        move |port, _| {
+            format!(
+                "version: \"3\"\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 2\n    destroy_timeout: 2s\nmetrics:\n  address: 127.0.0.1:{metrics}\nstatus:\n  address: 127.0.0.1:{status}\n  drain_delay: {drain}\nlogs:\n  level: info\nendure:\n  grace_period: 5s\n",
+                worker.display()
+            )
+        },
+        &[],
+        None,
+    );
+    Ops {
+        s,
+        rpc,
+        metrics,
+        status,
+    }
+}
+
+fn cli(o: &Ops, args: &[&str]) -> (bool, String) {
+    let out = Command::new(courser())
+        .args(args)
+        .arg("-c")
+        .arg(o.s.dir.path().join(".rr.yaml"))
+        .output()
+        .expect("run courser");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn worker_pids(o: &Ops) -> HashSet<String> {
+    let (ok, text) = cli(o, &["workers"]);
+    assert!(ok, "{text}");
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
+}
+
+fn status_code(port: u16, path: &str) -> u16 {
+    get(port, path).map(|r| r.0).unwrap_or(0)
+}
+
+#[test]
+fn workers_cli_metrics_health_and_reset_under_load() {
+    let o = start("0s");
+    // `courser workers` lists exactly the pids PHP reports.
+    let pids = worker_pids(&o);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let seen: HashSet<String> = (0..20).map(|_| body_text(&get(o.s.port, "/pid"))).collect();
+    assert!(seen.is_subset(&pids), "PHP pids {seen:?} not in {pids:?}");
+    // Metrics and status.
+    let m = body_text(&get(o.metrics, "/metrics"));
+    assert!(
+        m.contains("courser_workers{pool=\"http\",state=\"ready\"}")
+            || m.contains("courser_workers{state=\"ready\",pool=\"http\"}"),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("courser_http_requests_total")
+                && l.contains("2xx")
+                && !l.ends_with(" 0")),
+        "{m}"
+    );
+    assert_eq!(status_code(o.status, "/health?plugin=http"), 200);
+    assert_eq!(status_code(o.status, "/ready?plugin=http"), 200);
+    assert_eq!(status_code(o.status, "/ready?plugin=nope"), 404);
+    // Reset while four clients send requests: none fails, every worker is new.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let port = o.s.port;
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match get(port, "/pid") {
+                        Some(r) if r.0 == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    assert!(wait_for(Duration::from_secs(5), || ok
+        .load(Ordering::Relaxed)
+        > 50));
+    let (reset_ok, text) = cli(&o, &["reset"]);
+    assert!(
+        reset_ok && text.contains("http: workers replaced"),
+        "{text}"
+    );
+    let after_reset = ok.load(Ordering::Relaxed);
+    assert!(wait_for(Duration::from_secs(5), || ok
+        .load(Ordering::Relaxed)
+        > after_reset + 50));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.join();
+    }
+    let (sent_ok, sent_failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!(
+        "reset under load: {} requests, {} failed",
+        sent_ok + sent_failed,
+        sent_failed
+    );
+    assert_eq!(sent_failed, 0, "requests failed during the reset");
+    let new_pids = worker_pids(&o);
+    assert!(
+        new_pids.is_disjoint(&pids),
+        "reset kept {pids:?} / {new_pids:?}"
+    );
+    // SIGHUP replaces the workers too.
+    o.s.signal("HUP");
+    assert!(
+        wait_for(Duration::from_secs(10), || worker_pids(&o)
+            .is_disjoint(&new_pids)),
+        "SIGHUP did not replace the workers"
+    );
+}
+
+#[test]
+fn ready_turns_unavailable_before_the_listener_closes() {
+    let mut o = start("1500ms");
+    assert_eq!(status_code(o.status, "/ready"), 200);
+    o.s.signal("TERM");
+    // During the drain delay: /ready is 503, /health still 200, requests still served.
+    assert!(
+        wait_for(Duration::from_secs(2), || status_code(o.status, "/ready")
+            == 503),
+        "/ready did not flip"
+    );
+    assert_eq!(status_code(o.status, "/health"), 200);
+    assert_eq!(
+        get(o.s.port, "/pid").map(|r| r.0),
+        Some(200),
+        "the listener closed before the drain delay ended"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || matches!(
+            o.s.child.try_wait(),
+            Ok(Some(_))
+        )),
+        "did not exit"
+    );
+}
+
+#[test]
+fn stop_command_and_errors_without_a_server() {
+    let mut o = start("0s");
+    let (ok, text) = cli(&o, &["stop"]);
+    assert!(ok, "{text}");
+    assert!(
+        wait_for(Duration::from_secs(10), || matches!(
+            o.s.child.try_wait(),
+            Ok(Some(_))
+        )),
+        "courser stop did not stop it"
+    );
+    // Now nothing listens on rpc.listen: the CLI says so.
+    let (ok, text) = cli(&o, &["workers"]);
+    assert!(!ok && text.contains(&o.rpc.to_string()), "{text}");
+    let _ = o.metrics;
+    // A config without an rpc section explains what to add.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.yaml");
+    std::fs::write(&p, "version: \"3\"\nserver:\n  command: php w.php\n").expect("write");
+    let out = Command::new(courser())
+        .args(["workers", "-c"])
+        .arg(&p)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no rpc section"),
+        "{err}"
+    );
+}
