@@ -27,6 +27,8 @@ pub struct Config {
     pub metrics: Option<crate::MetricsConfig>,
     /// Health and readiness endpoints; on only with a `status` section.
     pub status: Option<crate::StatusConfig>,
+    /// Reset pools when PHP files change; on only with a `reload` section.
+    pub reload: Option<crate::ReloadConfig>,
     pub endure: EndureConfig,
     /// The merged, expanded and overridden tree, for plugins that read their
     /// sections later. Values that came from `${VAR}` expansion are strings.
@@ -360,7 +362,9 @@ pub(crate) fn build(
 
     let metrics = crate::ops::parse_metrics(&root)?;
     let status = crate::ops::parse_status(&root, warnings)?;
+    let reload = crate::ops::parse_reload(&root, warnings)?;
     Ok(Config {
+        reload,
         version,
         rpc,
         server,

@@ -112,3 +112,80 @@ pub(crate) fn parse_status(
             .unwrap_or(Duration::ZERO),
     }))
 }
+
+/// The `reload` section: reset pools when PHP files change (development).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// Changes closer together than this make one reload (`interval` or `debounce`, default 1s).
+    pub debounce: Duration,
+    /// What to watch, per plugin.
+    pub targets: Vec<ReloadTarget>,
+}
+
+/// One watched set of directories and the plugin it resets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadTarget {
+    /// The plugin (pool) to reset, e.g. `http`; `*` means every pool.
+    pub plugin: String,
+    /// Directories to watch (default ".").
+    pub dirs: Vec<std::path::PathBuf>,
+    /// Watch subdirectories too (default true).
+    pub recursive: bool,
+    /// File name endings that count (default [".php"]).
+    pub patterns: Vec<String>,
+    /// Path components to ignore (e.g. "vendor", ".git").
+    pub ignore: Vec<String>,
+}
+
+fn target(
+    s: &Section<'_>,
+    plugin: &str,
+    default_patterns: &[String],
+) -> Result<ReloadTarget, ConfigError> {
+    let dirs = s.string_list("dirs")?.unwrap_or_else(|| vec![".".into()]);
+    Ok(ReloadTarget {
+        plugin: plugin.to_string(),
+        dirs: dirs.into_iter().map(std::path::PathBuf::from).collect(),
+        recursive: s.boolean("recursive")?.unwrap_or(true),
+        patterns: s
+            .string_list("patterns")?
+            .unwrap_or_else(|| default_patterns.to_vec()),
+        ignore: s
+            .string_list("ignore")?
+            .unwrap_or_else(|| vec!["vendor".into(), ".git".into(), "node_modules".into()]),
+    })
+}
+
+pub(crate) fn parse_reload(
+    root: &Section<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Option<ReloadConfig>, ConfigError> {
+    if root.get("reload").is_none() {
+        return Ok(None);
+    }
+    let r = Section::new("reload", root.raw("reload"))?;
+    let debounce = match r.duration("debounce", warnings)? {
+        Some(d) => Some(d),
+        None => r.duration("interval", warnings)?,
+    }
+    .filter(|d| !d.is_zero())
+    .unwrap_or(Duration::from_secs(1));
+    let patterns = r
+        .string_list("patterns")?
+        .unwrap_or_else(|| vec![".php".into()]);
+    let mut targets = Vec::new();
+    // RoadRunner's form: reload.services.<plugin>.{dirs, recursive, patterns, ignore}.
+    if let Some(Value::Mapping(services)) = r.get("services") {
+        for (name, _) in services {
+            let plugin = crate::tree::key_text(name);
+            let path = format!("reload.services.{plugin}");
+            let sec = Section::new(&path, services.get(name))?;
+            targets.push(target(&sec, &plugin, &patterns)?);
+        }
+    }
+    // Courser's flat form: reload.{dirs, patterns, ignore, recursive} for every pool.
+    if targets.is_empty() || r.get("dirs").is_some() {
+        targets.push(target(&r, "*", &patterns)?);
+    }
+    Ok(Some(ReloadConfig { debounce, targets }))
+}

@@ -43,6 +43,9 @@ pub struct PoolConfig {
     pub dynamic_allocator: Option<DynamicAllocatorConfig>,
     /// Extra environment for this pool's workers (keys upper-cased).
     pub env: Vec<(String, String)>,
+    /// When a job runs longer than this, ask the worker for its PHP stack trace
+    /// and log it with the request (`slowlog_timeout`, a Courser key).
+    pub slowlog_timeout: Option<Duration>,
 }
 
 /// The pool supervisor's limits. Each limit is `None` when off (0 in the file).
@@ -108,6 +111,7 @@ impl Default for PoolConfig {
             supervisor: SupervisorConfig::default(),
             dynamic_allocator: None,
             env: Vec::new(),
+            slowlog_timeout: None,
         }
     }
 }
@@ -181,6 +185,9 @@ pub fn parse_pool(
     }
 
     out.env = pool.env("env")?;
+    out.slowlog_timeout = pool
+        .duration("slowlog_timeout", &mut warnings)?
+        .filter(|d| !d.is_zero());
 
     let supervisor_path = pool.key("supervisor");
     let supervisor = Section::new(&supervisor_path, pool.raw("supervisor"))?;

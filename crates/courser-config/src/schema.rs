@@ -204,7 +204,7 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("jobs.consume", Nys, Val),
     // The reload plugin left RoadRunner in 2023, but its section still
     // appears in samples; RoadRunner ignores it and so do we.
-    ("reload", Nys, Open),
+    ("reload", Sup, Open),
     // endure
     ("endure", Sup, Section),
     ("endure.grace_period", Sup, Val),
@@ -231,6 +231,7 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
 /// The keys of a pool section (spec 5.2), relative to the pool.
 pub const POOL_KEYS: &[(&str, Status, Kind)] = &[
     ("debug", Sup, Val),
+    ("slowlog_timeout", Sup, Val),
     ("command", Sup, Val),
     ("num_workers", Sup, Val),
     ("max_jobs", Sup, Val),

@@ -124,6 +124,7 @@ fn minimal_config_gets_roadrunner_defaults() {
                 },
                 dynamic_allocator: None,
                 env: vec![],
+                slowlog_timeout: None,
             },
             extras: HttpExtras {
                 uploads: UploadsConfig {
@@ -776,7 +777,6 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
             "metrics.collect",
             "kv",
             "jobs",
-            "reload",
             "endure.print_graph",
             "endure.log_level",
         ]
