@@ -119,7 +119,7 @@ fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {
         println!("{}: the config is valid", args.config.display());
         return Ok(());
     }
-    init_logs(&loaded.config.logs);
+    init_logs(&loaded.config.logs)?;
     for w in &loaded.warnings {
         tracing::warn!(key = %w.key, "{w}");
     }
@@ -151,30 +151,87 @@ fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logs(cfg: &courser_config::LogsConfig) {
-    use tracing_subscriber::EnvFilter;
-    let level = match cfg.level {
+fn level_name(l: LogLevel) -> &'static str {
+    match l {
         LogLevel::Panic | LogLevel::Error => "error",
         LogLevel::Warn => "warn",
         LogLevel::Info => "info",
         LogLevel::Debug => "debug",
-    };
-    if matches!(cfg.mode, LogMode::Off) {
-        return;
     }
-    let filter = EnvFilter::try_from_env("COURSER_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "{level},hyper=warn,h2=warn,rustls=warn,tower_http=warn"
-        ))
-    });
+}
+
+/// The tracing targets that make up each plugin's log channel (`logs.channels.<plugin>`).
+fn channel_targets(plugin: &str) -> &'static [&'static str] {
+    match plugin {
+        "http" => &["courser_http", "courser::http::access"],
+        "server" | "pool" => &["courser_pool", "courser_worker", "courser::worker"],
+        "rpc" => &["courser_rpc"],
+        "metrics" => &["courser_metrics"],
+        "status" => &["courser_status"],
+        "reload" => &["courser_reload"],
+        _ => &[],
+    }
+}
+
+/// Sets up logging from `logs.*`: mode (development, production = JSON, raw =
+/// messages only, off), level, encoding, output (stderr, stdout or a file,
+/// appended) and per-plugin levels. `COURSER_LOG` (a tracing filter) overrides
+/// the levels.
+fn init_logs(cfg: &courser_config::LogsConfig) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    use tracing_subscriber::EnvFilter;
+    if matches!(cfg.mode, LogMode::Off) {
+        return Ok(());
+    }
+    let mut directives = format!(
+        "{},hyper=warn,h2=warn,rustls=warn,tower_http=warn",
+        level_name(cfg.level)
+    );
+    for (plugin, ch) in &cfg.channels {
+        let Some(level) = ch.level else { continue };
+        let targets = channel_targets(plugin);
+        if targets.is_empty() {
+            eprintln!("warning: logs.channels.{plugin}: no plugin of that name logs in Courser; the setting is ignored");
+        }
+        for t in targets {
+            directives.push_str(&format!(",{t}={}", level_name(level)));
+        }
+    }
+    let filter =
+        EnvFilter::try_from_env("COURSER_LOG").unwrap_or_else(|_| EnvFilter::new(directives));
+    let (writer, terminal) = match cfg.output.as_str() {
+        "" | "stderr" => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+        "stdout" => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        ),
+        path => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("logs.output: cannot open {path} for appending"))?;
+            (BoxMakeWriter::new(std::sync::Arc::new(file)), false)
+        }
+    };
     let json = matches!(cfg.encoding, LogEncoding::Json) || matches!(cfg.mode, LogMode::Production);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = if json {
+        .with_writer(writer)
+        .with_ansi(terminal && !json);
+    let _ = if matches!(cfg.mode, LogMode::Raw) {
+        builder
+            .without_time()
+            .with_level(false)
+            .with_target(false)
+            .try_init()
+    } else if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    Ok(())
 }

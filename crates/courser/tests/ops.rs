@@ -207,3 +207,42 @@ fn stop_command_and_errors_without_a_server() {
         "{err}"
     );
 }
+
+#[test]
+fn logs_go_to_a_file_as_json_with_per_plugin_levels() {
+    let worker = worker_script();
+    let logfile = tempfile::NamedTempFile::new().expect("tmp");
+    let path = logfile.path().display().to_string();
+    let p2 = path.clone();
+    let s = Server::from_yaml(
+        move |port, _| {
+            format!(
+                "version: \"3\"\nserver:\n  command: \"php {}\"\nhttp:\n  address: 127.0.0.1:{port}\n  access_logs: true\n  pool:\n    num_workers: 1\nlogs:\n  level: info\n  encoding: json\n  output: {p2}\n  channels:\n    http:\n      level: error\n",
+                worker.display()
+            )
+        },
+        &[],
+        None,
+    );
+    // Echo in PHP goes to stderr, which Courser logs with the worker's pid.
+    let _ = request(s.port, "POST", "/echo", b"x");
+    let pid = body_text(&get(s.port, "/pid"));
+    assert!(
+        wait_for(Duration::from_secs(5), || std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("this echo must go to stderr")),
+        "worker stderr not in the log file"
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("this echo must go to stderr"))
+        .unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line).expect("the log line is JSON");
+    assert_eq!(v["fields"]["pid"].to_string(), pid, "{line}");
+    // logs.channels.http.level=error silences the (info) access log.
+    assert!(
+        !text.contains("http request"),
+        "access log written despite channel level error:\n{text}"
+    );
+}
