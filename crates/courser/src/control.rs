@@ -100,16 +100,83 @@ pub(crate) fn workers(
             print!("{}", snapshot(&mut c, &plugins).await?);
             return Ok(());
         }
+        live(&mut c, &plugins).await
+    })
+}
+
+/// Rows for the live view: one per worker, with its plugin.
+async fn rows(c: &mut RpcClient, plugins: &[String]) -> anyhow::Result<Vec<[String; 7]>> {
+    let names: Vec<String> = if plugins.is_empty() {
+        c.call_json("informer.List", &()).await?
+    } else {
+        plugins.to_vec()
+    };
+    let mut out = Vec::new();
+    for p in &names {
+        let list: WorkerList = c.call_json("informer.Workers", p).await?;
+        for w in list.workers {
+            out.push([
+                p.clone(),
+                w.pid.to_string(),
+                w.status_str.clone(),
+                w.num_execs.to_string(),
+                human_bytes(w.memory_usage),
+                format!("{:.2}", w.cpu_percent),
+                age(w.created),
+            ]);
+        }
+    }
+    Ok(out)
+}
+
+/// `courser workers -i`: a table that refreshes every second (q, Esc or Ctrl+C quits).
+async fn live(c: &mut RpcClient, plugins: &[String]) -> anyhow::Result<()> {
+    use ratatui::crossterm::event::{self, Event, KeyCode, KeyModifiers};
+    use ratatui::layout::Constraint;
+    use ratatui::style::{Modifier, Style};
+    use ratatui::widgets::{Block, Row, Table};
+    let mut terminal = ratatui::try_init().context("cannot open the terminal for the live view")?;
+    let result: anyhow::Result<()> = async {
         loop {
-            let text = snapshot(&mut c, &plugins).await?;
-            // Clear the screen and redraw; Ctrl+C ends it.
-            println!("\x1b[2J\x1b[H{text}(refreshing every second; Ctrl+C to quit)");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            let data = rows(c, plugins).await?;
+            terminal.draw(|f| {
+                let header =
+                    Row::new(["PLUGIN", "PID", "STATUS", "EXECS", "MEMORY", "CPU%", "AGE"])
+                        .style(Style::default().add_modifier(Modifier::BOLD));
+                let widths = [
+                    Constraint::Length(8),
+                    Constraint::Length(9),
+                    Constraint::Length(10),
+                    Constraint::Length(9),
+                    Constraint::Length(11),
+                    Constraint::Length(7),
+                    Constraint::Length(9),
+                ];
+                let table = Table::new(data.iter().map(|r| Row::new(r.clone())), widths)
+                    .header(header)
+                    .block(Block::bordered().title(" courser workers — q to quit "));
+                f.render_widget(table, f.area());
+            })?;
+            // Wait up to a second for a key, then refresh.
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                if event::poll(left)? {
+                    if let Event::Key(k) = event::read()? {
+                        let ctrl_c = k.code == KeyCode::Char('c')
+                            && k.modifiers.contains(KeyModifiers::CONTROL);
+                        if ctrl_c || matches!(k.code, KeyCode::Char('q') | KeyCode::Esc) {
+                            return Ok(());
+                        }
+                    }
+                } else {
+                    break;
+                }
             }
         }
-    })
+    }
+    .await;
+    ratatui::restore();
+    result
 }
 
 pub(crate) fn reset(args: &ConfigArgs, plugins: Vec<String>) -> anyhow::Result<()> {

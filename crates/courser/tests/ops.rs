@@ -246,3 +246,62 @@ fn logs_go_to_a_file_as_json_with_per_plugin_levels() {
         "access log written despite channel level error:\n{text}"
     );
 }
+
+#[test]
+fn live_workers_view_in_a_real_terminal() {
+    let o = start("0s");
+    let pids = worker_pids(&o);
+    let session = format!("courser-live-{}", o.s.port);
+    let cfg = o.s.dir.path().join(".rr.yaml");
+    let cmd = format!("{} workers -i -c {}", courser(), cfg.display());
+    let started = Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "100",
+            "-y",
+            "20",
+            &cmd,
+        ])
+        .status()
+        .expect("tmux is installed (.ci/run installs it)");
+    assert!(started.success());
+    let capture = || {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &session])
+            .output()
+            .expect("tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = wait_for(Duration::from_secs(10), || {
+        pids.iter().all(|p| capture().contains(p.as_str()))
+    });
+    let screen = capture();
+    let _ = Command::new("tmux")
+        .args(["send-keys", "-t", &session, "q"])
+        .status();
+    let quit = wait_for(Duration::from_secs(5), || {
+        !Command::new("tmux")
+            .args(["has-session", "-t", &session])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    });
+    if !quit {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &session])
+            .status();
+    }
+    assert!(
+        shown,
+        "the live view does not show the workers {pids:?}:\n{screen}"
+    );
+    assert!(
+        screen.contains("STATUS") && screen.contains("ready"),
+        "{screen}"
+    );
+    assert!(quit, "q did not quit the live view");
+}
