@@ -68,6 +68,9 @@ pub enum ServerError {
     /// The RPC server could not start.
     #[error(transparent)]
     Rpc(#[from] courser_rpc::RpcError),
+    /// The file watcher could not start.
+    #[error(transparent)]
+    Reload(#[from] courser_reload::ReloadError),
     /// Installing the signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -225,6 +228,16 @@ impl Server {
             }
             None => None,
         };
+        if let Some(reload) = &cfg.reload {
+            let base = run
+                .workdir
+                .clone()
+                .or_else(|| std::env::current_dir().ok())
+                .unwrap_or_else(|| PathBuf::from("."));
+            let reloader = courser_reload::Reloader::start(reload, &base, pools.clone())?;
+            tracing::info!(debounce = ?reload.debounce, "reload: watching for PHP file changes");
+            tasks.push(tokio::spawn(reloader.run(shutdown_rx.clone())));
+        }
         let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some(rpc) = &cfg.rpc {
             let registry = rpc::registry(pools.clone(), cfg.server.command.join(" "), stop_tx);

@@ -305,3 +305,39 @@ fn live_workers_view_in_a_real_terminal() {
     );
     assert!(quit, "q did not quit the live view");
 }
+
+#[test]
+fn a_php_file_change_resets_the_pool_once() {
+    let app = tempfile::tempdir().expect("tempdir");
+    let worker = worker_script();
+    let a = app.path().display().to_string();
+    let s = Server::from_yaml(
+        move |port, _| {
+            format!(
+                "version: \"3\"\nserver:\n  command: \"php {}\"\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\nreload:\n  debounce: 300ms\n  dirs: [\"{a}\"]\n  patterns: [\".php\"]\nlogs:\n  level: info\n",
+                worker.display()
+            )
+        },
+        &[],
+        None,
+    );
+    let before = body_text(&get(s.port, "/pid"));
+    std::fs::write(app.path().join("notes.txt"), "not php").expect("write");
+    for i in 0..3 {
+        std::fs::write(app.path().join("changed.php"), format!("<?php // {i}\n")).expect("write");
+    }
+    assert!(
+        wait_for(Duration::from_secs(10), || body_text(&get(s.port, "/pid"))
+            != before),
+        "the pool was not reset after a .php change"
+    );
+    assert!(wait_for(Duration::from_secs(5), || s
+        .log_text()
+        .contains("changed.php changed")));
+    let lines = s
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("reload: ") && l.contains("changed; resetting"))
+        .count();
+    assert_eq!(lines, 1, "{}", s.log_text());
+}
