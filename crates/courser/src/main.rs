@@ -133,6 +133,9 @@ fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".")),
     };
+    // Workers are started in the working directory *as written* (not resolved),
+    // so a deploy that flips a `current` symlink is picked up by the next reset.
+    let logical_workdir = std::path::absolute(&workdir).unwrap_or_else(|_| workdir.clone());
     std::env::set_current_dir(&workdir).with_context(|| {
         format!(
             "cannot change to the working directory {}",
@@ -141,7 +144,7 @@ fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {
     })?;
     let run = courser_server::RunOptions {
         dotenv: loaded.dotenv.clone(),
-        workdir: None,
+        workdir: Some(logical_workdir),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

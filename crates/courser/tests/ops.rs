@@ -341,3 +341,67 @@ fn a_php_file_change_resets_the_pool_once() {
         .count();
     assert_eq!(lines, 1, "{}", s.log_text());
 }
+
+#[test]
+fn reset_picks_up_a_flipped_current_symlink() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let sdk = sdk_file("autoload.php");
+    for v in ["1", "2"] {
+        let dir = root.path().join("releases").join(v);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(
+            dir.join("worker.php"),
+            format!(
+                "<?php\nrequire '{}';\n$h = Courser\\Http\\HttpWorker::create();\nwhile ($r = $h->waitRequest()) {{ $h->respond(200, 'release {v}'); }}\n",
+                sdk.display()
+            ),
+        )
+        .expect("worker");
+    }
+    let current = root.path().join("current");
+    std::os::unix::fs::symlink("releases/1", &current).expect("symlink");
+    let (port, rpc) = (free_port(), free_port());
+    let cfg = format!(
+        "version: \"3\"\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php worker.php\"\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n"
+    );
+    for v in ["1", "2"] {
+        std::fs::write(root.path().join("releases").join(v).join(".rr.yaml"), &cfg)
+            .expect("config");
+    }
+    let mut child = Command::new(courser())
+        .args(["serve", "-c"])
+        .arg(current.join(".rr.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let result = std::panic::catch_unwind(|| {
+        assert!(wait_for(Duration::from_secs(20), || body_text(&get(
+            port, "/"
+        )) == "release 1"));
+        // Deploy: flip the symlink atomically, then reset.
+        let tmp = root.path().join("current.new");
+        std::os::unix::fs::symlink("releases/2", &tmp).expect("symlink");
+        std::fs::rename(&tmp, &current).expect("flip");
+        let out = Command::new(courser())
+            .args(["reset", "-c"])
+            .arg(current.join(".rr.yaml"))
+            .output()
+            .expect("reset");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            body_text(&get(port, "/")),
+            "release 2",
+            "the reset did not pick up the new release"
+        );
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
