@@ -26,11 +26,34 @@ use Courser\Relay\RelayInterface;
  * One job is handled at a time: after waitPayload() has returned a payload,
  * the worker must answer it with exactly one of respond(), respondStream(),
  * error() or stop() before it waits again.
+ *
+ * Slow-request traces: when the pool has a slowlog_timeout, the server starts
+ * its workers with COURSER_SLOWLOG=1, and create() installs a SIGPROF handler
+ * that writes the PHP stack to STDERR when a job runs too long; see
+ * installSlowlogHandler().
  */
 final class Worker
 {
     /** A streaming worker asks for a PONG once this many frames have gone out since the last one. */
     public const FRAMES_PER_PING = 5;
+
+    /**
+     * The environment variable by which the server asks its workers to answer
+     * SIGPROF with a stack trace (set to "1" when the pool has a slowlog_timeout).
+     */
+    public const SLOWLOG_ENV = 'COURSER_SLOWLOG';
+
+    /** Most stack frames that one slow-request trace shows (php-fpm's default depth is 20). */
+    public const SLOWLOG_MAX_FRAMES = 50;
+
+    /** si_code of a signal sent with kill() (SI_USER); a kernel timer sends SI_KERNEL (0x80). */
+    private const SI_USER = 0;
+
+    /** The installed SIGPROF handler, so that it can be recognised. */
+    private static ?\Closure $slowlogHandler = null;
+
+    /** @var resource|null where the traces go (STDERR) */
+    private static $slowlogOutput = null;
 
     public function __construct(private readonly RelayInterface $relay)
     {
@@ -44,11 +67,18 @@ final class Worker
      * prints reaches the real stdout, which is the relay in pipes mode: an
      * output buffer sends everything that is echoed or printed to STDERR, and
      * display_errors is set to "stderr".
+     *
+     * When the server asks for slow-request traces (COURSER_SLOWLOG=1 in the
+     * environment), it also installs the SIGPROF handler that writes them;
+     * see installSlowlogHandler().
      */
     public static function create(bool $redirectOutput = true): self
     {
         if ($redirectOutput) {
             self::redirectOutputToStderr();
+        }
+        if (self::slowlogRequested()) {
+            self::installSlowlogHandler();
         }
 
         $address = getenv('RR_RELAY');
@@ -328,6 +358,177 @@ final class Worker
         } finally {
             $this->relay->send(new Frame(0, [0], ''));
         }
+    }
+
+    /**
+     * Installs the handler that answers the server's request for the stack of
+     * a slow job, like php-fpm's slowlog. create() calls this when the server
+     * asks for it (COURSER_SLOWLOG=1); a worker built without create() may
+     * call it itself.
+     *
+     * When a job has run for the pool's slowlog_timeout, the server sends the
+     * worker SIGPROF, once per job. The handler writes the current stack to
+     * STDERR as one block, which the server logs with the request:
+     *
+     * <code>
+     * courser-slowlog-begin 4242
+     * [0x0000] {signal}() /app/src/Repository.php:88
+     * [0x0001] App\Repository->find() /app/src/Controller.php:31
+     * [0x0002] App\Controller->show() /app/worker.php:25
+     * courser-slowlog-end 4242
+     * </code>
+     *
+     * One line per frame, innermost first, as in php-fpm's slowlog: the
+     * function and the line that called it; frame numbers stand in for
+     * php-fpm's frame addresses, and at most SLOWLOG_MAX_FRAMES frames are
+     * shown. The first line, "{signal}", is where PHP ran the handler: at its
+     * next check for signals (a call, a loop jump), so an internal function
+     * that was running (usleep(), curl_exec(), PDOStatement::execute()...) has
+     * returned by then and cannot be named; the line is that call's or the one
+     * where the code goes on after it. When the signal is handled after the
+     * job has ended, that is once the next job has arrived, the handler writes
+     * "courser-slowlog-idle PID" instead of a stack.
+     *
+     * Why SIGPROF: php-fpm reads the stack with ptrace, which a worker cannot
+     * do to itself, so the server has to ask with a signal. SIGUSR1 and SIGUSR2
+     * are often taken by applications and libraries, and SIGHUP, SIGINT, SIGQUIT
+     * and SIGTERM mean "stop" or "reload". The only other user of SIGPROF in
+     * PHP is the max_execution_time timer (ITIMER_PROF, non-ZTS builds), which
+     * is off (0) on the command line. A PHP process without this handler dies
+     * of SIGPROF ("Maximum execution time of 0 seconds exceeded"), so the
+     * server signals only workers that announced it (the line
+     * "courser-slowlog-ready PID" on STDERR).
+     *
+     * Side effects, while the handler is installed:
+     * - pcntl_async_signals(true) is switched on for the whole process, so
+     *   the application's own pcntl handlers run asynchronously as well.
+     * - The signal ends a wait early: sleep() returns the seconds left,
+     *   usleep() and time_nanosleep() return at once, and stream_select() and
+     *   stream_socket_accept() fail with "Interrupted system call". PHP cannot
+     *   avoid this (the kernel never restarts these calls after a handler),
+     *   so a job that must sleep its full time loops until its deadline; it
+     *   happens at most once per slow job. Blocking reads and writes on
+     *   pipes, files and sockets through PHP streams (fread(), fwrite(),
+     *   mysqlnd) go on undisturbed: they are restarted (SA_RESTART) or
+     *   retried, and the handler runs when they return.
+     * - PHP's own SIGPROF handler (max_execution_time) is replaced. Nothing is
+     *   installed when max_execution_time is set at startup; when a limit set
+     *   later with set_time_limit() runs out, the handler ends the worker with
+     *   PHP's "Maximum execution time exceeded" fatal error (exit status 255),
+     *   as PHP would. In worker mode the pool's exec_ttl is the limit to use.
+     *
+     * @return bool whether the handler is installed: false without ext-pcntl,
+     *              when max_execution_time is set, or when the application has
+     *              its own SIGPROF handler
+     */
+    public static function installSlowlogHandler(): bool
+    {
+        if (!function_exists('pcntl_signal') || !function_exists('pcntl_async_signals') || !defined('SIGPROF')) {
+            return false;
+        }
+        if ((int) ini_get('max_execution_time') !== 0) {
+            return false;
+        }
+        $current = pcntl_signal_get_handler(\SIGPROF);
+        if ($current instanceof \Closure && $current === self::$slowlogHandler) {
+            return true;
+        }
+        if (is_callable($current)) {
+            return false;
+        }
+
+        self::$slowlogOutput ??= defined('STDERR') ? STDERR : fopen('php://stderr', 'wb');
+        $handler = self::onSlowlogSignal(...);
+        if (!pcntl_signal(\SIGPROF, $handler)) {
+            return false;
+        }
+        pcntl_async_signals(true);
+        self::$slowlogHandler = $handler;
+        fwrite(self::$slowlogOutput, 'courser-slowlog-ready ' . getmypid() . "\n");
+
+        return true;
+    }
+
+    /**
+     * Formats a stack as the block that the slowlog handler writes.
+     *
+     * @internal
+     *
+     * @param list<array<string, mixed>> $trace a debug_backtrace() taken in the signal handler:
+     *                                          its first frame is the handler, called where
+     *                                          PHP handled the signal
+     */
+    public static function formatSlowlog(int $pid, array $trace): string
+    {
+        $lines = ['courser-slowlog-begin ' . $pid];
+        $count = count($trace);
+        $shown = min($count, self::SLOWLOG_MAX_FRAMES);
+        for ($i = 0; $i < $shown; ++$i) {
+            $frame = $trace[$i];
+            $function = $i === 0
+                ? '{signal}'
+                : ($frame['class'] ?? '') . ($frame['type'] ?? '') . ($frame['function'] ?? '???');
+            // A function called by an internal one (a callback) has no line of its own:
+            // as php-fpm does, show the nearest line of PHP code below it.
+            $location = 'unknown:0';
+            for ($j = $i; $j < $count; ++$j) {
+                if (isset($trace[$j]['file'])) {
+                    $location = $trace[$j]['file'] . ':' . ($trace[$j]['line'] ?? 0);
+                    break;
+                }
+            }
+            $lines[] = sprintf('[0x%04x] %s() %s', $i, $function, $location);
+        }
+        if ($count > $shown) {
+            $lines[] = sprintf('... %d more frames', $count - $shown);
+        }
+        $lines[] = 'courser-slowlog-end ' . $pid;
+
+        return implode("\n", $lines) . "\n";
+    }
+
+    /**
+     * Whether the server asked for slow-request traces (COURSER_SLOWLOG).
+     */
+    private static function slowlogRequested(): bool
+    {
+        $value = getenv(self::SLOWLOG_ENV);
+
+        return $value !== false && $value !== '' && $value !== '0';
+    }
+
+    /**
+     * The SIGPROF handler: writes the stack in one write, so that nothing
+     * else the worker writes to STDERR can come between its lines.
+     */
+    private static function onSlowlogSignal(int $signal, mixed $info = null): void
+    {
+        $trace = debug_backtrace(DEBUG_BACKTRACE_IGNORE_ARGS);
+        $code = is_array($info) ? (int) ($info['code'] ?? self::SI_USER) : self::SI_USER;
+        if ($code > self::SI_USER) {
+            // Sent by the kernel: the max_execution_time timer (set_time_limit()), whose
+            // handler this one replaced. End the worker as PHP would.
+            $limit = (int) ini_get('max_execution_time');
+            fwrite(self::$slowlogOutput ?? STDERR, sprintf(
+                "PHP Fatal error:  Maximum execution time of %d second%s exceeded in %s on line %d\n",
+                $limit,
+                $limit === 1 ? '' : 's',
+                $trace[0]['file'] ?? 'Unknown',
+                $trace[0]['line'] ?? 0,
+            ));
+            exit(255);
+        }
+
+        $pid = (int) getmypid();
+        foreach ($trace as $frame) {
+            if (($frame['class'] ?? '') === self::class && $frame['function'] === 'waitPayload') {
+                // The job ended before the signal was handled: this is the next job starting.
+                fwrite(self::$slowlogOutput ?? STDERR, 'courser-slowlog-idle ' . $pid . "\n");
+
+                return;
+            }
+        }
+        fwrite(self::$slowlogOutput ?? STDERR, self::formatSlowlog($pid, $trace));
     }
 
     /**

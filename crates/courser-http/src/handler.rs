@@ -417,7 +417,11 @@ async fn serve<B: ReqBody>(
         context: Bytes::from(context),
         body,
     };
-    let mut job = match state.pool.start_job(payload).await {
+    let mut job = match state
+        .pool
+        .start_job_labeled(payload, || format!("{} {}", parts.method, parts.uri))
+        .await
+    {
         Ok(j) => j,
         Err(e) => return pool_error(state, &parts.uri, e),
     };

@@ -15,6 +15,9 @@
 //! - Recycling for ttl, idle_ttl, memory and reset is make-before-break: a worker
 //!   marked draining keeps serving until its replacement has answered the handshake.
 //!   A worker on its last `max_jobs` job has its replacement spawned while it runs it.
+//! - A job's timers cost nothing without `exec_ttl` and `slowlog_timeout`; with
+//!   them, the reply read races one deadline at a time (`JobClock`), and
+//!   a slow job's worker is asked for its PHP stack at most once.
 
 mod error;
 mod supervise;
@@ -155,6 +158,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Most times a job is re-run after a worker provably did not start it.
 const MAX_ATTEMPTS: usize = 3;
 
+/// Set to "1" in the workers' environment when the pool has a `slowlog_timeout`:
+/// the PHP SDK then answers SIGPROF with its stack.
+pub const SLOWLOG_ENV: &str = "COURSER_SLOWLOG";
+
 impl Pool {
     /// Starts a pool and its first workers. Fails when not a single worker can
     /// start, with the reason the last one gave (e.g. PHP's parse error).
@@ -165,6 +172,12 @@ impl Pool {
     ) -> Result<Pool, PoolError> {
         let (exit_tx, exit_rx) = mpsc::unbounded_channel();
         spec.on_exit = Some(exit_tx);
+        if cfg.slowlog_timeout.is_some() {
+            // Asks the PHP SDK to install its SIGPROF stack-trace handler. First, so
+            // that the pool's own env can still turn it off (COURSER_SLOWLOG=0).
+            spec.env
+                .insert(0, (SLOWLOG_ENV.to_string(), "1".to_string()));
+        }
         spec.boot_timeout = cfg.allocate_timeout;
         spec.pool = name.to_string();
         let base_target = if cfg.debug { 0 } else { cfg.num_workers };
@@ -287,6 +300,22 @@ impl Pool {
     /// the payload and reads the first reply. Jobs a worker provably never started
     /// (it died before reading, or asked to stop) run again on another worker.
     pub async fn start_job(&self, payload: Payload) -> Result<Job, PoolError> {
+        self.run_job(payload, None).await
+    }
+
+    /// As [`Pool::start_job`], for a job that `label` describes ("GET /uri") in the
+    /// log record of a slow job (`slowlog_timeout`). `label` is called only when the
+    /// pool has a `slowlog_timeout`, so describing costs nothing otherwise.
+    pub async fn start_job_labeled(
+        &self,
+        payload: Payload,
+        label: impl FnOnce() -> String,
+    ) -> Result<Job, PoolError> {
+        let label = self.inner.cfg.slowlog_timeout.map(|_| label());
+        self.run_job(payload, label).await
+    }
+
+    async fn run_job(&self, payload: Payload, label: Option<String>) -> Result<Job, PoolError> {
         if payload.context.is_empty() && payload.body.is_empty() {
             return Err(PoolError::EmptyPayload);
         }
@@ -296,9 +325,9 @@ impl Pool {
         loop {
             attempt += 1;
             let mut w = inner.acquire(deadline).await?;
-            let exec_deadline = inner.cfg.supervisor.exec_ttl.map(|t| Instant::now() + t);
+            let mut clock = JobClock::start(&inner.cfg);
             let first = match w.start_job(&payload).await {
-                Ok(()) => read_reply(&mut w, exec_deadline).await,
+                Ok(()) => read_reply(&mut w, &mut clock, &inner.name, label.as_deref()).await,
                 Err(e) => Err(e),
             };
             match first {
@@ -307,7 +336,8 @@ impl Pool {
                         inner: inner.clone(),
                         worker: None,
                         first: None,
-                        exec_deadline,
+                        clock,
+                        label,
                     };
                     match reply {
                         Reply::Chunk(_) => job.worker = Some(w),
@@ -407,7 +437,76 @@ impl Pool {
     }
 }
 
-async fn read_reply(w: &mut Worker, exec_deadline: Option<Instant>) -> Result<Reply, JobError> {
+/// The deadlines of one job on one worker.
+#[derive(Debug, Clone, Copy)]
+struct JobClock {
+    /// When `exec_ttl` kills the worker.
+    exec_deadline: Option<Instant>,
+    /// When to ask for the PHP stack (`slowlog_timeout`), and when the job
+    /// started; cleared once asked, so it happens once per job. Only set when it
+    /// comes before the exec deadline.
+    slowlog: Option<(Instant, Instant)>,
+}
+
+impl JobClock {
+    fn start(cfg: &PoolConfig) -> JobClock {
+        let (ttl, slow) = (cfg.supervisor.exec_ttl, cfg.slowlog_timeout);
+        if ttl.is_none() && slow.is_none() {
+            return JobClock {
+                exec_deadline: None,
+                slowlog: None,
+            };
+        }
+        let now = Instant::now();
+        // A limit too far away to represent is no limit.
+        let exec_deadline = ttl.and_then(|t| now.checked_add(t));
+        let slowlog = match (slow.and_then(|t| now.checked_add(t)), exec_deadline) {
+            // exec_ttl ends the job first: no stack.
+            (Some(at), Some(d)) if at >= d => None,
+            (at, _) => at.map(|at| (at, now)),
+        };
+        JobClock {
+            exec_deadline,
+            slowlog,
+        }
+    }
+}
+
+/// Reads the next reply within the job's deadlines: past `exec_ttl` the worker is
+/// killed; past `slowlog_timeout` it is asked once for its PHP stack (the read
+/// goes on: the same future is polled again, so no frame is lost).
+async fn read_reply(
+    w: &mut Worker,
+    clock: &mut JobClock,
+    pool: &str,
+    label: Option<&str>,
+) -> Result<Reply, JobError> {
+    let Some((at, started)) = clock.slowlog else {
+        return read_within(w, clock.exec_deadline).await;
+    };
+    let info = w.info().clone();
+    let read = w.next_reply();
+    tokio::pin!(read);
+    tokio::select! {
+        biased;
+        r = &mut read => return r,
+        () = tokio::time::sleep_until(at.into()) => {}
+    }
+    clock.slowlog = None;
+    info.report_slow_job(pool, started.elapsed(), label);
+    match clock.exec_deadline {
+        None => read.await,
+        Some(d) => match tokio::time::timeout_at(d.into(), read).await {
+            Ok(r) => r,
+            Err(_) => {
+                info.kill(KillReason::ExecTtl);
+                Err(JobError::ExecTtl { pid: info.pid })
+            }
+        },
+    }
+}
+
+async fn read_within(w: &mut Worker, exec_deadline: Option<Instant>) -> Result<Reply, JobError> {
     match exec_deadline {
         None => w.next_reply().await,
         Some(d) => match tokio::time::timeout_at(d.into(), w.next_reply()).await {
@@ -427,7 +526,9 @@ pub struct Job {
     inner: Arc<Inner>,
     worker: Option<Worker>,
     first: Option<Reply>,
-    exec_deadline: Option<Instant>,
+    clock: JobClock,
+    /// What the caller said the job is, for the slow-job record.
+    label: Option<String>,
 }
 
 impl Job {
@@ -437,7 +538,8 @@ impl Job {
             return Some(Ok(r));
         }
         let w = self.worker.as_mut()?;
-        match read_reply(w, self.exec_deadline).await {
+        let read = read_reply(w, &mut self.clock, &self.inner.name, self.label.as_deref());
+        match read.await {
             Ok(Reply::Chunk(r)) => Some(Ok(Reply::Chunk(r))),
             Ok(Reply::Final(r)) => {
                 if let Some(w) = self.worker.take() {
@@ -785,5 +887,38 @@ struct Decrement<'a>(&'a AtomicUsize);
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clock(exec_ttl_ms: Option<u64>, slowlog_ms: Option<u64>) -> JobClock {
+        let mut cfg = PoolConfig::default();
+        cfg.supervisor.exec_ttl = exec_ttl_ms.map(Duration::from_millis);
+        cfg.slowlog_timeout = slowlog_ms.map(Duration::from_millis);
+        JobClock::start(&cfg)
+    }
+
+    #[test]
+    fn job_clock_deadlines() {
+        let c = clock(None, None);
+        assert!(c.exec_deadline.is_none() && c.slowlog.is_none());
+        let c = clock(None, Some(200));
+        let (at, started) = c.slowlog.expect("slowlog deadline");
+        assert_eq!(at - started, Duration::from_millis(200));
+        assert!(c.exec_deadline.is_none());
+        let c = clock(Some(600), Some(200));
+        assert!(c.exec_deadline.is_some() && c.slowlog.is_some());
+        // exec_ttl kills the job first: no stack is asked for.
+        let c = clock(Some(200), Some(200));
+        assert!(c.exec_deadline.is_some() && c.slowlog.is_none());
+        // A limit too far away to represent is no limit.
+        let mut cfg = PoolConfig::default();
+        cfg.supervisor.exec_ttl = Some(Duration::MAX);
+        cfg.slowlog_timeout = Some(Duration::from_millis(200));
+        let c = JobClock::start(&cfg);
+        assert!(c.exec_deadline.is_none() && c.slowlog.is_some());
     }
 }

@@ -10,6 +10,11 @@
 //! - A [`Worker`] is owned by exactly one task while it runs a job, so job I/O
 //!   needs no locks.
 //! - This crate knows nothing about pools or HTTP.
+//! - Slow-job traces: a worker whose stderr announced the Courser SDK's SIGPROF
+//!   handler (`courser-slowlog-ready PID`) may be sent SIGPROF by
+//!   [`WorkerInfo::report_slow_job`], at most once per job; the stderr forwarder
+//!   turns the stack block it writes back into one log record. Any other worker is
+//!   never sent SIGPROF, whose default action would end it.
 
 mod error;
 mod process;
@@ -20,7 +25,7 @@ pub use process::{RelayMode, SpawnSpec};
 use bytes::Bytes;
 use courser_frame::{flags, preview, stream, Frame};
 use courser_relay::{FrameReader, FrameWriter, RelayError};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{oneshot, watch};
@@ -107,6 +112,44 @@ pub struct WorkerInfo {
     exited: watch::Sender<bool>,
     stderr_tail: Mutex<Tail>,
     stderr_done: watch::Sender<bool>,
+    /// Set when the worker announced its stack-trace handler on stderr.
+    slowlog_ready: AtomicBool,
+    /// The slow job whose stack was asked for, until the worker's answer is logged.
+    slowlog_pending: Mutex<Option<SlowJob>>,
+}
+
+/// A slow job whose PHP stack the worker was asked for.
+#[derive(Debug)]
+pub(crate) struct SlowJob {
+    /// How long the job had run when the stack was asked for.
+    pub(crate) ran_for: Duration,
+    /// What the job is, as the caller described it ("GET /uri").
+    pub(crate) label: Option<String>,
+}
+
+impl SlowJob {
+    /// "slow request: worker 42 has run a job for 1.500s (GET /uri)".
+    pub(crate) fn describe(&self, pid: u32) -> String {
+        let mut s = format!(
+            "slow request: worker {pid} has run a job for {}",
+            show_elapsed(self.ran_for)
+        );
+        if let Some(l) = &self.label {
+            s.push_str(" (");
+            s.push_str(l);
+            s.push(')');
+        }
+        s
+    }
+}
+
+/// "850ms" below a second, "1.500s" from there on.
+fn show_elapsed(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{:.3}s", d.as_secs_f64())
+    }
 }
 
 impl WorkerInfo {
@@ -185,6 +228,51 @@ impl WorkerInfo {
         if self.exit.get().is_none() {
             process::kill_group(self.pid);
         }
+    }
+    /// Whether the worker announced the Courser SDK's stack-trace handler, so it
+    /// may be sent SIGPROF.
+    pub fn slowlog_ready(&self) -> bool {
+        self.slowlog_ready.load(Ordering::Acquire)
+    }
+    /// Reports that the running job has run for `ran_for` (past the pool's
+    /// `slowlog_timeout`); `label` describes the job ("GET /uri"). Call it once per
+    /// job. A worker that announced the SDK's handler is sent SIGPROF (to its PID
+    /// only, not its group) and the record is logged when its stack arrives on
+    /// stderr: `slow request: worker <pid> has run a job for <elapsed>
+    /// (<label>); PHP stack:` and the frames, at WARN. Any other worker is not
+    /// signalled (SIGPROF would end it); the record is logged at once, without a
+    /// stack. A no-op once the exit has been observed (the PID may be reused).
+    pub fn report_slow_job(&self, pool: &str, ran_for: Duration, label: Option<&str>) {
+        if self.exit.get().is_some() {
+            return;
+        }
+        let job = SlowJob {
+            ran_for,
+            label: label.map(str::to_owned),
+        };
+        if self.slowlog_ready() {
+            // Recorded before the signal, so the stack never arrives before its job.
+            if let Ok(mut p) = self.slowlog_pending.lock() {
+                *p = Some(job);
+            }
+            if let Err(e) = process::signal_stack_trace(self.pid) {
+                if let Some(job) = self.take_slow_job() {
+                    tracing::warn!(target: "courser::worker", pid = self.pid, pool = %pool, "{}; no PHP stack: sending SIGPROF failed: {e}", job.describe(self.pid));
+                }
+            }
+            return;
+        }
+        tracing::warn!(
+            target: "courser::worker",
+            pid = self.pid,
+            pool = %pool,
+            "{}; no PHP stack: the worker did not install the Courser SDK's SIGPROF handler (it needs Courser\\Worker::create() and ext-pcntl)",
+            job.describe(self.pid)
+        );
+    }
+    /// Takes the slow job whose stack was asked for, if any.
+    pub(crate) fn take_slow_job(&self) -> Option<SlowJob> {
+        self.slowlog_pending.lock().ok().and_then(|mut p| p.take())
     }
     /// Waits until the exit has been observed, at most `timeout`.
     pub async fn wait_exit(&self, timeout: Duration) -> Option<ExitInfo> {

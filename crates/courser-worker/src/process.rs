@@ -5,7 +5,7 @@ use courser_frame::Limits;
 use courser_relay::{FrameReader, FrameWriter, RelayError, SocketListener};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicU8};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -90,6 +90,8 @@ pub(crate) async fn spawn(spec: &SpawnSpec) -> Result<Worker, SpawnError> {
         exited: exited_tx,
         stderr_tail: Mutex::new(Tail::default()),
         stderr_done,
+        slowlog_ready: AtomicBool::new(false),
+        slowlog_pending: Mutex::new(None),
     });
     let span_pool = spec.pool.clone();
     if let Some(err) = child.stderr.take() {
@@ -225,6 +227,117 @@ enum Stream {
 /// Longest line forwarded as one log record; longer output is split.
 const MAX_LINE: usize = 64 * 1024;
 
+/// Most lines and bytes of one PHP stack kept for its log record.
+const MAX_STACK_LINES: usize = 256;
+const MAX_STACK_BYTES: usize = 64 * 1024;
+
+/// The lines by which the PHP SDK's slowlog handler talks to us on stderr.
+struct Markers {
+    ready: Vec<u8>,
+    begin: Vec<u8>,
+    end: Vec<u8>,
+    idle: Vec<u8>,
+}
+
+impl Markers {
+    fn new(pid: u32) -> Markers {
+        let m = |what: &str| format!("courser-slowlog-{what} {pid}").into_bytes();
+        Markers {
+            ready: m("ready"),
+            begin: m("begin"),
+            end: m("end"),
+            idle: m("idle"),
+        }
+    }
+}
+
+/// A PHP stack being collected between its begin and end markers.
+#[derive(Default)]
+struct Stack {
+    text: String,
+    lines: usize,
+    dropped: usize,
+}
+
+impl Stack {
+    fn push(&mut self, line: &[u8]) {
+        if self.lines >= MAX_STACK_LINES || self.text.len() + line.len() > MAX_STACK_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.text.push('\n');
+        self.text.push_str(&String::from_utf8_lossy(line));
+        self.lines += 1;
+    }
+}
+
+/// Logs a stack the worker wrote, with the slow job it was asked for.
+fn log_stack(info: &WorkerInfo, pool: &str, mut stack: Stack, complete: bool) {
+    if stack.dropped > 0 {
+        stack.text += &format!("\n... {} more lines not logged", stack.dropped);
+    }
+    if !complete {
+        stack
+            .text
+            .push_str("\n... (the stack ended without its end marker)");
+    }
+    let head = match info.take_slow_job() {
+        Some(job) => job.describe(info.pid),
+        None => format!(
+            "worker {} wrote a PHP stack not asked for by the server",
+            info.pid
+        ),
+    };
+    tracing::warn!(target: "courser::worker", pid = info.pid, pool = %pool, "{head}; PHP stack:{}", stack.text);
+}
+
+/// Takes a stderr line apart from the slowlog protocol: marker lines and the
+/// lines of a stack are consumed (the stack is logged as one record at its end
+/// marker). Returns what is left to forward as an ordinary line: all of it, the
+/// output the worker left without a newline before a marker, or nothing.
+fn slowlog_line<'a>(
+    line: &'a [u8],
+    m: &Markers,
+    stack: &mut Option<Stack>,
+    info: &WorkerInfo,
+    pool: &str,
+) -> Option<&'a [u8]> {
+    if let Some(s) = stack.as_mut() {
+        if line == m.end {
+            if let Some(s) = stack.take() {
+                log_stack(info, pool, s, true);
+            }
+        } else if let Some(prefix) = line.strip_suffix(&m.begin[..]) {
+            // A new stack before the end of the last one: log what we have.
+            if !prefix.is_empty() {
+                s.push(prefix);
+            }
+            if let Some(s) = stack.replace(Stack::default()) {
+                log_stack(info, pool, s, false);
+            }
+        } else {
+            s.push(line);
+        }
+        return None;
+    }
+    let rest = if let Some(prefix) = line.strip_suffix(&m.begin[..]) {
+        *stack = Some(Stack::default());
+        prefix
+    } else if let Some(prefix) = line.strip_suffix(&m.ready[..]) {
+        info.slowlog_ready.store(true, Ordering::Release);
+        tracing::debug!(target: "courser::worker", pid = info.pid, pool = %pool, "the worker answers SIGPROF with its PHP stack");
+        prefix
+    } else if let Some(prefix) = line.strip_suffix(&m.idle[..]) {
+        if let Some(job) = info.take_slow_job() {
+            tracing::warn!(target: "courser::worker", pid = info.pid, pool = %pool, "{}; no PHP stack: the job ended before the worker handled the signal", job.describe(info.pid));
+        }
+        prefix
+    } else {
+        return Some(line);
+    };
+    (!rest.is_empty()).then_some(rest)
+}
+
 fn forward_lines(
     pipe: impl AsyncRead + Send + Unpin + 'static,
     info: Arc<WorkerInfo>,
@@ -234,6 +347,9 @@ fn forward_lines(
     tokio::spawn(async move {
         let mut r = BufReader::with_capacity(MAX_LINE, pipe);
         let mut line = Vec::with_capacity(256);
+        let markers = Markers::new(info.pid);
+        // A stack between its markers: its lines become one record, not one each.
+        let mut stack: Option<Stack> = None;
         loop {
             line.clear();
             // A read error ends forwarding like end of stream does.
@@ -248,10 +364,15 @@ fn forward_lines(
             while line.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
                 line.pop();
             }
+            let out = match which {
+                Stream::Stderr => slowlog_line(&line, &markers, &mut stack, &info, &pool),
+                Stream::Stdout => Some(&line[..]),
+            };
+            let Some(out) = out else { continue };
             if let Ok(mut t) = info.stderr_tail.lock() {
-                t.push(&line);
+                t.push(out);
             }
-            let text = String::from_utf8_lossy(&line);
+            let text = String::from_utf8_lossy(out);
             match which {
                 Stream::Stderr => {
                     tracing::info!(target: "courser::worker", pid = info.pid, pool = %pool, "{text}")
@@ -260,6 +381,9 @@ fn forward_lines(
                     tracing::warn!(target: "courser::worker", pid = info.pid, pool = %pool, "worker wrote to stdout (socket relay): {text}")
                 }
             }
+        }
+        if let Some(s) = stack.take() {
+            log_stack(&info, &pool, s, false);
         }
         if matches!(which, Stream::Stderr) {
             info.stderr_done.send_replace(true);
@@ -281,6 +405,19 @@ pub(crate) fn kill_group(pid: u32) {
     );
 }
 
+/// SIGPROF to the worker itself (not its group: a child without a handler would
+/// die of it), asking the PHP SDK's handler for the stack.
+pub(crate) fn signal_stack_trace(pid: u32) -> Result<(), nix::Error> {
+    let p = i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or(nix::Error::ESRCH)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p),
+        nix::sys::signal::Signal::SIGPROF,
+    )
+}
+
 pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
@@ -296,4 +433,134 @@ fn page_size() -> u64 {
             .and_then(|v| u64::try_from(v).ok())
             .unwrap_or(4096)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SlowJob;
+
+    fn info(pid: u32) -> WorkerInfo {
+        WorkerInfo {
+            pid,
+            created: SystemTime::now(),
+            started: Instant::now(),
+            state: AtomicU8::new(State::Working as u8),
+            jobs: AtomicU64::new(1),
+            last_used_ms: AtomicU64::new(0),
+            job_started_ms: AtomicU64::new(1),
+            kill_reason: AtomicU8::new(0),
+            exit: OnceLock::new(),
+            exited: watch::channel(false).0,
+            stderr_tail: Mutex::new(Tail::default()),
+            stderr_done: watch::channel(false).0,
+            slowlog_ready: AtomicBool::new(false),
+            slowlog_pending: Mutex::new(None),
+        }
+    }
+
+    fn pending(info: &WorkerInfo) {
+        if let Ok(mut p) = info.slowlog_pending.lock() {
+            *p = Some(SlowJob {
+                ran_for: Duration::from_millis(1500),
+                label: Some("GET /x".into()),
+            });
+        }
+    }
+
+    /// Feeds lines through the slowlog filter; returns what is forwarded as lines.
+    fn feed(info: &WorkerInfo, stack: &mut Option<Stack>, lines: &[&str]) -> Vec<String> {
+        let m = Markers::new(info.pid);
+        lines
+            .iter()
+            .filter_map(|l| {
+                slowlog_line(l.as_bytes(), &m, stack, info, "p")
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ready_marks_the_worker_and_is_not_forwarded() {
+        let w = info(42);
+        let mut stack = None;
+        assert!(!w.slowlog_ready());
+        let out = feed(
+            &w,
+            &mut stack,
+            &[
+                "courser-slowlog-ready 7",
+                "boot",
+                "courser-slowlog-ready 42",
+            ],
+        );
+        // Another PID's marker is an ordinary line (a child process, a wrapper).
+        assert_eq!(out, ["courser-slowlog-ready 7", "boot"]);
+        assert!(w.slowlog_ready());
+    }
+
+    #[test]
+    fn a_stack_between_markers_is_consumed_and_answers_the_request() {
+        let w = info(42);
+        pending(&w);
+        let mut stack = None;
+        let out = feed(
+            &w,
+            &mut stack,
+            &[
+                "no newline yetcourser-slowlog-begin 42",
+                "[0x0000] {signal}() /a.php:3",
+                "[0x0001] f() /a.php:9",
+            ],
+        );
+        assert_eq!(out, ["no newline yet"]);
+        let s = stack.as_ref().map(|s| s.text.clone()).unwrap_or_default();
+        assert_eq!(s, "\n[0x0000] {signal}() /a.php:3\n[0x0001] f() /a.php:9");
+        assert!(feed(&w, &mut stack, &["courser-slowlog-end 42"]).is_empty());
+        assert!(stack.is_none());
+        assert!(w.take_slow_job().is_none(), "the request was answered");
+        assert_eq!(feed(&w, &mut stack, &["after"]), ["after"]);
+    }
+
+    #[test]
+    fn idle_answers_the_request_without_a_stack() {
+        let w = info(42);
+        pending(&w);
+        let mut stack = None;
+        assert!(feed(&w, &mut stack, &["courser-slowlog-idle 42"]).is_empty());
+        assert!(stack.is_none());
+        assert!(w.take_slow_job().is_none());
+    }
+
+    #[test]
+    fn a_stack_is_bounded() {
+        let mut s = Stack::default();
+        for _ in 0..MAX_STACK_LINES + 3 {
+            s.push(b"[0x0000] f() /a.php:1");
+        }
+        assert_eq!((s.lines, s.dropped), (MAX_STACK_LINES, 3));
+        let mut s = Stack::default();
+        s.push(&vec![b'x'; MAX_STACK_BYTES + 1]);
+        assert_eq!((s.lines, s.dropped), (0, 1));
+    }
+
+    #[test]
+    fn the_head_names_the_job() {
+        let job = SlowJob {
+            ran_for: Duration::from_millis(201),
+            label: None,
+        };
+        assert_eq!(
+            job.describe(9),
+            "slow request: worker 9 has run a job for 201ms"
+        );
+        let job = SlowJob {
+            ran_for: Duration::from_millis(1500),
+            label: Some("GET /x".into()),
+        };
+        assert_eq!(
+            job.describe(9),
+            "slow request: worker 9 has run a job for 1.500s (GET /x)"
+        );
+    }
 }
