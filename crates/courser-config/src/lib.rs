@@ -71,7 +71,7 @@ pub use http::{
     ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
     SslConfig, StaticConfig, UploadsConfig,
 };
-pub use ops::{MetricsConfig, ReloadConfig, ReloadTarget, StatusConfig};
+pub use ops::{CollectSpec, MetricsConfig, ReloadConfig, ReloadTarget, StatusConfig};
 pub use overrides::{parse_override, Override};
 pub use pool::{
     cpu_count, parse_pool, DynamicAllocatorConfig, PoolConfig, SupervisorConfig, MAX_SPAWN_RATE,

@@ -576,7 +576,7 @@ fn warnings() {
         ),
         (
             "metrics:\n  address: :2112\n  collect:\n    app_x:\n      type: counter\nstatus:\n  address: :2114\n",
-            &["metrics.collect is not supported by Courser yet; it is ignored"],
+            &[],
         ),
         (
             "kv:\n  a:\n    driver: memory\n    config: {anything: 1}\n  b:\n    driver: memory\n",
@@ -774,7 +774,6 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
             "logs.line_ending",
             "logs.file_logger_options",
             "logs.channels.server.output",
-            "metrics.collect",
             "kv",
             "jobs",
             "endure.print_graph",

@@ -14,13 +14,18 @@
 //! Every name is defined once, in [`names`]; see that module for the full list
 //! with labels.
 //!
-//! Extension point: application metrics (RoadRunner's `metrics.collect` section
-//! and the RPC `metrics.Declare/Add/Sub/Set/Observe/Unregister` methods) are not
-//! built yet. They will register into the same registry through
-//! [`Metrics::with_registry`], which hands out the `prometheus_client` registry
-//! (typically `registry.sub_registry_with_prefix(namespace)` for RR's
-//! `namespace`/`subsystem`). Metrics registered there appear in [`Metrics::render`]
-//! and on `/metrics` with no further wiring.
+//! - **Application metrics** are declared and updated by the application itself
+//!   (RoadRunner's `metrics.collect` section and the RPC
+//!   `metrics.Declare/Add/Sub/Set/Observe/Unregister` methods):
+//!   [`Metrics::declare`], [`Metrics::add`], [`Metrics::sub`], [`Metrics::set`],
+//!   [`Metrics::observe`], [`Metrics::unregister`]. They live in one table that a
+//!   single collector encodes at scrape time, because the `prometheus_client`
+//!   registry cannot unregister; see [`app`] for names, kinds and how a summary
+//!   is written.
+//!
+//! Extension point: other Courser families register into the same registry
+//! through [`Metrics::with_registry`]; they appear in [`Metrics::render`] and on
+//! `/metrics` with no further wiring.
 //!
 //! Invariants:
 //! - The metrics crate knows pools only through `courser-pool`'s public API and
@@ -30,9 +35,11 @@
 //! - A pool name appears once: adding a pool with a name already present
 //!   replaces the old one, so the exposition never has duplicate series.
 
+pub mod app;
 mod pools;
 mod server;
 
+pub use app::{AppCollector, AppKind};
 /// The metrics library, re-exported for code that registers through
 /// [`Metrics::with_registry`].
 pub use prometheus_client;
@@ -109,6 +116,7 @@ pub struct Metrics {
 struct Inner {
     registry: Mutex<Registry>,
     pools: pools::Pools,
+    app: app::AppMetrics,
     http_requests: Family<ClassLabels, Counter>,
     http_duration: HistogramFamily<ClassLabels>,
     pool_wait: HistogramFamily<PoolLabels>,
@@ -128,6 +136,7 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
             .field("pools", &self.inner.pools.names())
+            .field("app", &self.inner.app.names())
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +147,8 @@ impl Metrics {
         let mut registry = Registry::default();
         let pools = pools::Pools::default();
         registry.register_collector(Box::new(pools.collector()));
+        let app = app::AppMetrics::default();
+        registry.register_collector(Box::new(app.collector()));
 
         let http_requests = Family::<ClassLabels, Counter>::default();
         registry.register(
@@ -169,6 +180,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 pools,
+                app,
                 http_requests,
                 http_duration,
                 pool_wait,
@@ -204,9 +216,81 @@ impl Metrics {
             .observe(waited.as_secs_f64());
     }
 
-    /// The extension point for metrics defined elsewhere (RoadRunner's
-    /// `metrics.collect` and the RPC `metrics.*` methods, later): runs `f` with
-    /// the registry that [`Metrics::render`] encodes. Register metrics and keep
+    /// Declares an application metric (RoadRunner's `metrics.Declare`). Declaring
+    /// a name again with the same definition succeeds and changes nothing (every
+    /// worker declares its metrics when it boots); with a different kind, labels,
+    /// buckets, objectives or full name it fails until the old one is
+    /// unregistered. The error says what is wrong: an invalid name or label, a
+    /// name reserved for Courser, or a sample name another metric already has.
+    pub fn declare(&self, name: &str, collector: AppCollector) -> Result<(), String> {
+        self.inner.app.declare(name, collector)
+    }
+
+    /// Declares the metrics of the config's `metrics.collect` section, in order.
+    pub fn declare_configured(
+        &self,
+        config: &courser_config::MetricsConfig,
+    ) -> Result<(), MetricsError> {
+        for (name, spec) in &config.collect {
+            let fail = |reason: String| MetricsError::Collect {
+                name: name.clone(),
+                reason,
+            };
+            let collector = AppCollector {
+                kind: spec.kind.parse().map_err(fail)?,
+                namespace: spec.namespace.clone(),
+                subsystem: spec.subsystem.clone(),
+                help: spec.help.clone(),
+                labels: spec.labels.clone(),
+                buckets: spec.buckets.clone(),
+                objectives: spec.objectives.clone(),
+            };
+            self.declare(name, collector).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Adds `value` to a counter (`value` ≥ 0) or gauge; `labels` are the label
+    /// values in declared order (ignored for a metric without labels, as
+    /// RoadRunner does).
+    pub fn add<S: AsRef<str>>(&self, name: &str, value: f64, labels: &[S]) -> Result<(), String> {
+        self.inner.app.update(app::Op::Add, name, value, labels)
+    }
+
+    /// Subtracts `value` from a gauge.
+    pub fn sub<S: AsRef<str>>(&self, name: &str, value: f64, labels: &[S]) -> Result<(), String> {
+        self.inner.app.update(app::Op::Sub, name, value, labels)
+    }
+
+    /// Sets a gauge to `value`.
+    pub fn set<S: AsRef<str>>(&self, name: &str, value: f64, labels: &[S]) -> Result<(), String> {
+        self.inner.app.update(app::Op::Set, name, value, labels)
+    }
+
+    /// Records one observation of a histogram or summary.
+    pub fn observe<S: AsRef<str>>(
+        &self,
+        name: &str,
+        value: f64,
+        labels: &[S],
+    ) -> Result<(), String> {
+        self.inner.app.update(app::Op::Observe, name, value, labels)
+    }
+
+    /// Removes an application metric and its series; `false` when no metric has
+    /// that name.
+    pub fn unregister(&self, name: &str) -> bool {
+        self.inner.app.unregister(name)
+    }
+
+    /// The names of the declared application metrics, sorted.
+    pub fn app_metrics(&self) -> Vec<String> {
+        self.inner.app.names()
+    }
+
+    /// The extension point for Courser families defined elsewhere: runs `f` with
+    /// the registry that [`Metrics::render`] encodes. (Application metrics go
+    /// through [`Metrics::declare`] instead, so that they can be unregistered.) Register metrics and keep
     /// their handles; they are cheap to clone and record without this lock.
     pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
         f(&mut lock(&self.inner.registry))
@@ -267,6 +351,14 @@ pub enum MetricsError {
         address: String,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A `metrics.collect` entry could not be declared.
+    #[error("metrics.collect.{name}: {reason}")]
+    Collect {
+        /// The metric's name (its key under `metrics.collect`).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 

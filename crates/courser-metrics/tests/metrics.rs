@@ -423,6 +423,7 @@ async fn bind_errors_name_the_key() {
                     "{msg}"
                 );
             }
+            Err(e) => panic!("{address}: {e}"),
             Ok(s) => panic!("{address}: bound {:?}", s.local_addr()),
         }
     }

@@ -149,7 +149,12 @@ pub(crate) struct Inner {
     settled: Notify,
     /// Counters for metrics.
     pub stats: Stats,
+    /// Told how long each caller waited for a free worker (metrics).
+    wait_observer: std::sync::OnceLock<WaitObserver>,
 }
+
+/// Receives the time each job waited for a free worker.
+pub type WaitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -199,6 +204,7 @@ impl Pool {
             in_flight: AtomicUsize::new(0),
             settled: Notify::new(),
             stats: Stats::default(),
+            wait_observer: std::sync::OnceLock::new(),
         });
         // The first workers start together; if none can, the pool cannot run.
         let mut boots = Vec::with_capacity(base_target);
@@ -392,6 +398,11 @@ impl Pool {
             let _ = tokio::time::timeout(Duration::from_millis(50), settled).await;
         }
         n
+    }
+
+    /// Reports how long every job waits for a free worker (set once, at startup).
+    pub fn set_wait_observer(&self, observe: WaitObserver) {
+        let _ = self.inner.wait_observer.set(observe);
     }
 
     /// Kills every worker's process group at once (forced exit).
@@ -614,9 +625,15 @@ impl Inner {
         if self.cfg.debug {
             return self.acquire_fresh().await;
         }
+        let observer = self.wait_observer.get();
         loop {
             let permit = match self.free.try_acquire() {
-                Ok(p) => p,
+                Ok(p) => {
+                    if let Some(observe) = observer {
+                        observe(Duration::ZERO);
+                    }
+                    p
+                }
                 Err(tokio::sync::TryAcquireError::Closed) => {
                     return Err(PoolError::Stopped {
                         pool: self.name.clone(),
@@ -636,7 +653,12 @@ impl Inner {
                     self.maybe_scale_up();
                     let started = Instant::now();
                     match tokio::time::timeout_at(deadline.into(), self.free.acquire()).await {
-                        Ok(Ok(p)) => p,
+                        Ok(Ok(p)) => {
+                            if let Some(observe) = observer {
+                                observe(started.elapsed());
+                            }
+                            p
+                        }
                         Ok(Err(_)) => {
                             return Err(PoolError::Stopped {
                                 pool: self.name.clone(),

@@ -210,6 +210,14 @@ impl Server {
                 for p in &pools {
                     metrics.add_pool(p.clone());
                 }
+                for p in &pools {
+                    let m = metrics.clone();
+                    let name = p.name().to_string();
+                    p.set_wait_observer(std::sync::Arc::new(move |waited| {
+                        m.observe_wait(&name, waited)
+                    }));
+                }
+                metrics.declare_configured(m)?;
                 let server = courser_metrics::bind(&m.address, metrics.clone()).await?;
                 tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
                 Some(metrics)
@@ -240,7 +248,12 @@ impl Server {
         }
         let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some(rpc) = &cfg.rpc {
-            let registry = rpc::registry(pools.clone(), cfg.server.command.join(" "), stop_tx);
+            let registry = rpc::registry(
+                pools.clone(),
+                cfg.server.command.join(" "),
+                stop_tx,
+                metrics.clone(),
+            );
             let server = courser_rpc::RpcServer::bind(&rpc.listen, registry).await?;
             tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
         }

@@ -92,6 +92,10 @@ fn workers_cli_metrics_health_and_reset_under_load() {
                 && !l.ends_with(" 0")),
         "{m}"
     );
+    assert!(
+        m.contains("courser_pool_wait_seconds_count{pool=\"http\"}"),
+        "no wait-time histogram:\n{m}"
+    );
     assert_eq!(status_code(o.status, "/health?plugin=http"), 200);
     assert_eq!(status_code(o.status, "/ready?plugin=http"), 200);
     assert_eq!(status_code(o.status, "/ready?plugin=nope"), 404);
