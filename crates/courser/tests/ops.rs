@@ -409,3 +409,40 @@ fn reset_picks_up_a_flipped_current_symlink() {
         std::panic::resume_unwind(e);
     }
 }
+
+#[test]
+fn a_slow_request_logs_its_php_stack() {
+    let worker = worker_script();
+    let s = Server::from_yaml(
+        move |port, _| {
+            format!(
+                "version: \"3\"\nserver:\n  command: \"php {}\"\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n    slowlog_timeout: 200ms\nlogs:\n  level: info\n",
+                worker.display()
+            )
+        },
+        &[],
+        None,
+    );
+    let r = get(s.port, "/sleep?ms=1000");
+    assert_eq!(r.as_ref().map(|r| r.0), Some(200));
+    assert!(
+        wait_for(Duration::from_secs(5), || s
+            .log_text()
+            .contains("slow request")),
+        "no slow log:\n{}",
+        s.log_text()
+    );
+    let log = s.log_text();
+    assert!(
+        log.contains("GET /sleep?ms=1000"),
+        "the slow log does not name the request:\n{log}"
+    );
+    assert!(
+        log.contains("http_worker.php:"),
+        "the slow log has no PHP frame of the handler:\n{log}"
+    );
+    // A fast request logs nothing new.
+    let before = log.matches("slow request").count();
+    assert_eq!(get(s.port, "/pid").map(|r| r.0), Some(200));
+    assert_eq!(s.log_text().matches("slow request").count(), before);
+}
