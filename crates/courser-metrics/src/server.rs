@@ -5,18 +5,9 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// How long open scrapes may finish after shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A bound `/metrics` listener, not yet serving.
 pub struct MetricsServer {
@@ -36,29 +27,19 @@ impl std::fmt::Debug for MetricsServer {
 /// Binds `address` (`host:port`, or `:port` for every interface) for `metrics`.
 /// Errors name `metrics.address`.
 pub async fn bind(address: &str, metrics: Metrics) -> Result<MetricsServer, MetricsError> {
-    let err = |source| MetricsError::Bind {
-        address: address.to_string(),
-        source,
-    };
-    let listener = TcpListener::bind(listen_address(address))
-        .await
-        .map_err(err)?;
-    let local = listener.local_addr().map_err(err)?;
+    let (listener, local) =
+        courser_endpoint::bind(address)
+            .await
+            .map_err(|source| MetricsError::Bind {
+                address: address.to_string(),
+                source,
+            })?;
     tracing::info!(address = %local, "serving metrics at /metrics");
     Ok(MetricsServer {
         listener,
         local,
         metrics,
     })
-}
-
-/// `:2112` means every interface, as in RoadRunner.
-fn listen_address(address: &str) -> String {
-    if address.starts_with(':') {
-        format!("0.0.0.0{address}")
-    } else {
-        address.to_string()
-    }
 }
 
 impl MetricsServer {
@@ -70,51 +51,16 @@ impl MetricsServer {
     /// Serves until `shutdown` turns true or its sender is dropped, then lets open
     /// scrapes finish for up to 5 s. Accept errors (e.g. out of file descriptors)
     /// are logged and retried, never fatal.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let graceful = GracefulShutdown::new();
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let metrics = self.metrics.clone();
-                        let svc = service_fn(move |req| {
-                            let res = respond(&metrics, &req);
-                            async move { Ok::<_, Infallible>(res) }
-                        });
-                        let conn = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(stream), svc);
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(peer = %peer, error = %e, "metrics connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a metrics connection failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                () = stopped(&mut shutdown) => break,
-            }
-        }
-        drop(self.listener);
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("metrics connections still open after 5 s; closing them");
-        }
-        tracing::debug!("metrics endpoint stopped");
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let metrics = self.metrics;
+        courser_endpoint::serve(
+            self.listener,
+            "metrics",
+            move |req| respond(&metrics, req),
+            shutdown,
+        )
+        .await;
     }
-}
-
-/// Resolves once the flag is true or its sender is gone. The guard `wait_for`
-/// returns is dropped here, so the `run` future stays `Send`.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|&stop| stop).await;
 }
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -164,20 +110,4 @@ fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Respons
         header::HeaderValue::from_static(content_type),
     );
     res
-}
-
-#[cfg(test)]
-mod tests {
-    use super::listen_address;
-
-    #[test]
-    fn port_only_means_every_interface() {
-        for (given, bound) in [
-            (":2112", "0.0.0.0:2112"),
-            ("127.0.0.1:2112", "127.0.0.1:2112"),
-            ("[::1]:2112", "[::1]:2112"),
-        ] {
-            assert_eq!(listen_address(given), bound, "{given}");
-        }
-    }
 }

@@ -6,18 +6,9 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// How long open checks may finish after shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// A bound status listener, not yet serving.
 pub struct StatusServer {
@@ -37,17 +28,13 @@ impl std::fmt::Debug for StatusServer {
 /// Binds `address` (`host:port`, or `:port` for every interface) for `status`.
 /// Errors name `status.address`.
 pub async fn bind(address: &str, status: Status) -> Result<StatusServer, StatusError> {
-    let err = |source| StatusError::Bind {
-        address: address.to_string(),
-        source,
-    };
-    let listen = if address.starts_with(':') {
-        format!("0.0.0.0{address}")
-    } else {
-        address.to_string()
-    };
-    let listener = TcpListener::bind(listen).await.map_err(err)?;
-    let local = listener.local_addr().map_err(err)?;
+    let (listener, local) =
+        courser_endpoint::bind(address)
+            .await
+            .map_err(|source| StatusError::Bind {
+                address: address.to_string(),
+                source,
+            })?;
     tracing::info!(address = %local, "serving /health and /ready");
     Ok(StatusServer {
         listener,
@@ -67,51 +54,16 @@ impl StatusServer {
     ///
     /// Draining is separate: the server calls [`Status::set_draining`] first, keeps
     /// this running while load balancers notice `/ready` failing, then shuts down.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let graceful = GracefulShutdown::new();
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let status = self.status.clone();
-                        let svc = service_fn(move |req| {
-                            let res = respond(&status, &req);
-                            async move { Ok::<_, Infallible>(res) }
-                        });
-                        let conn = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(10))
-                            .serve_connection(TokioIo::new(stream), svc);
-                        let conn = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = conn.await {
-                                tracing::debug!(peer = %peer, error = %e, "status connection ended with an error");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accepting a status connection failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                () = stopped(&mut shutdown) => break,
-            }
-        }
-        drop(self.listener);
-        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("status connections still open after 5 s; closing them");
-        }
-        tracing::debug!("status endpoint stopped");
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let status = self.status;
+        courser_endpoint::serve(
+            self.listener,
+            "status",
+            move |req| respond(&status, req),
+            shutdown,
+        )
+        .await;
     }
-}
-
-/// Resolves once the flag is true or its sender is gone. The guard `wait_for`
-/// returns is dropped here, so the `run` future stays `Send`.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|&stop| stop).await;
 }
 
 fn respond(status: &Status, req: &Request<Incoming>) -> Response<Full<Bytes>> {
