@@ -15,6 +15,73 @@ fn curl(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Starts an example from examples/NAME on a free port.
+fn start_example(name: &str) -> (std::process::Child, String) {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_courser"))
+        .args(["serve", "-c"])
+        .arg(root.join(format!("examples/{name}/.rr.yaml")))
+        .args(["-o", &format!("http.address=127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start courser");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+fn framework_example(name: &str, hello: &str) {
+    let (mut child, u) = start_example(name);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut up = false;
+    while Instant::now() < deadline && !up {
+        up = curl(&[&format!("{u}/")]).1.contains(hello);
+        if !up {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let result = std::panic::catch_unwind(|| {
+        assert!(up, "examples/{name} never answered GET /");
+        assert!(curl(&[&format!("{u}/hello/Ada")]).1.contains("Hello, Ada"));
+        let items = curl(&[&format!("{u}/items")]).1;
+        assert!(
+            items.starts_with('[') && items.contains("\"Item 20\""),
+            "{items}"
+        );
+        let codes: Vec<String> = (0..20)
+            .map(|i| {
+                curl(&[
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    &format!("{u}/hello/n{i}"),
+                ])
+                .1
+            })
+            .collect();
+        assert!(codes.iter().all(|c| c == "200"), "{codes:?}");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn slim_example_serves_its_routes() {
+    framework_example("slim", "Hello from Slim");
+}
+
+#[test]
+fn symfony_example_serves_its_routes() {
+    framework_example("symfony", "Hello from Symfony");
+}
+
 #[test]
 fn hello_example_serves_its_routes() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
