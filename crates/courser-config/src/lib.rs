@@ -71,7 +71,10 @@ pub use http::{
     ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
     SslConfig, StaticConfig, UploadsConfig,
 };
-pub use ops::{CollectSpec, MetricsConfig, ReloadConfig, ReloadTarget, StatusConfig};
+pub use ops::{
+    label_name_ok, metric_name_ok, CollectSpec, MetricsConfig, ReloadConfig, ReloadTarget,
+    StatusConfig,
+};
 pub use overrides::{parse_override, Override};
 pub use pool::{
     cpu_count, parse_pool, DynamicAllocatorConfig, PoolConfig, SupervisorConfig, MAX_SPAWN_RATE,

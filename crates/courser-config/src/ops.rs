@@ -46,7 +46,7 @@ pub struct CollectSpec {
 const COLLECT_TYPES: &str = "one of counter, gauge, histogram, summary";
 
 /// A Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-fn metric_name_ok(s: &str) -> bool {
+pub fn metric_name_ok(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
@@ -55,7 +55,7 @@ fn metric_name_ok(s: &str) -> bool {
 }
 
 /// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
-fn label_name_ok(s: &str) -> bool {
+pub fn label_name_ok(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()

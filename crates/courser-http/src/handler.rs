@@ -221,7 +221,11 @@ pub(crate) fn plain(status: StatusCode, text: &str) -> Response<Body> {
 /// Size of the request line and headers as received (hyper's own buffer limit
 /// cannot go below 8 KB, so smaller limits are checked here).
 fn head_size<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let uri = req.uri();
+    let line = req.method().as_str().len()
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + 12;
     req.headers()
         .iter()
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)

@@ -238,24 +238,8 @@ fn full_name(namespace: &str, subsystem: &str, name: &str) -> String {
         .join("_")
 }
 
-/// A Prometheus metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-fn valid_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-/// A Prometheus label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
-fn valid_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with("__")
-}
+// Name rules are shared with the config checks of `metrics.collect`.
+use courser_config::{label_name_ok as valid_label_name, metric_name_ok as valid_metric_name};
 
 /// Checks a definition and puts it in canonical form; the error says what to fix.
 fn normalise(name: &str, mut c: AppCollector) -> Result<(AppCollector, String), String> {
