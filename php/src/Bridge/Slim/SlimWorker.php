@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace Courser\Bridge\Slim;
 
+use Courser\Debug\LeakDetector;
 use Courser\Exception\ProtocolException;
 use Courser\Exception\StreamStoppedException;
 use Courser\Http\Globals;
@@ -64,6 +65,8 @@ final class SlimWorker
     /** @var array<array-key, mixed> the process's $_SERVER when the worker was made */
     private readonly array $originalServer;
 
+    private readonly LeakDetector $leaks;
+
     /** @var mixed the container's raw response definition (a factory closure, usually) */
     private mixed $responseDefinition = null;
 
@@ -72,7 +75,9 @@ final class SlimWorker
         private readonly HttpWorker $http,
         private readonly int $singleFrameLimit = self::DEFAULT_SINGLE_FRAME_LIMIT,
         private readonly int $chunkSize = self::DEFAULT_CHUNK_SIZE,
+        ?LeakDetector $leaks = null,
     ) {
+        $this->leaks = $leaks ?? LeakDetector::fromEnvironment();
         if ($singleFrameLimit < 0 || $chunkSize < 1) {
             throw new \InvalidArgumentException('The single-frame limit must be 0 or more, and the chunk size 1 or more.');
         }
@@ -94,6 +99,11 @@ final class SlimWorker
     public function getApp(): App
     {
         return $this->app;
+    }
+
+    public function getLeakDetector(): LeakDetector
+    {
+        return $this->leaks;
     }
 
     public function getHttpWorker(): HttpWorker
@@ -132,11 +142,15 @@ final class SlimWorker
             return false;
         }
 
+        $this->leaks->begin();
         try {
             $this->respond($this->handle($request));
         } catch (\Throwable $e) {
             error_log('Courser Slim bridge: ' . $e);
             $this->http->error('Courser Slim bridge: ' . $e->getMessage());
+        }
+        if ($this->leaks->mode() !== LeakDetector::OFF) {
+            $this->leaks->end($this->routeOf($request));
         }
 
         return true;
@@ -317,6 +331,32 @@ final class SlimWorker
         }
 
         return $previous ?? '';
+    }
+
+    /**
+     * "GET /hello/{name}" for a request that matches a route (the leak
+     * detector counts per route, not per path); the method and path otherwise.
+     */
+    private function routeOf(Request $request): string
+    {
+        $path = parse_url($request->uri, PHP_URL_PATH);
+        $path = is_string($path) && $path !== '' ? $path : '/';
+        $container = $this->app->getContainer();
+        try {
+            $router = $container->get('router');
+            if ($router instanceof \Slim\Router) {
+                // Router::dispatch() wants a whole request for its path; ask its (cached) dispatcher directly.
+                $dispatcher = (fn (): \FastRoute\Dispatcher => $this->createDispatcher())->call($router);
+                $info = $dispatcher->dispatch($request->method, '/' . ltrim($path, '/'));
+                if (($info[0] ?? null) === \FastRoute\Dispatcher::FOUND) {
+                    return $request->method . ' ' . $router->lookupRoute((string) $info[1])->getPattern();
+                }
+            }
+        } catch (\Throwable) {
+            // Not a route: count it under its path.
+        }
+
+        return $request->method . ' ' . $path;
     }
 
     /**

@@ -4,14 +4,11 @@ declare(strict_types=1);
 
 namespace Courser\Bridge\Symfony;
 
-use Courser\Http\Globals;
+use Courser\Debug\LeakDetector;
 use Courser\Http\HttpWorker;
 use Courser\Http\Request;
-use Symfony\Component\HttpFoundation\BinaryFileResponse;
-use Symfony\Component\HttpFoundation\File\UploadedFile;
 use Symfony\Component\HttpFoundation\Request as SymfonyRequest;
 use Symfony\Component\HttpFoundation\Response;
-use Symfony\Component\HttpFoundation\StreamedResponse;
 use Symfony\Component\HttpKernel\HttpKernelInterface;
 use Symfony\Component\HttpKernel\KernelInterface;
 use Symfony\Component\HttpKernel\TerminableInterface;
@@ -56,6 +53,10 @@ final class SymfonyWorker
     /** @var array<array-key, mixed> the process's own $_SERVER, captured once */
     private array $baseServer;
 
+    private readonly HttpFoundationBridge $bridge;
+
+    private readonly LeakDetector $leaks;
+
     /**
      * @param HttpKernelInterface|callable(): HttpKernelInterface $kernel a kernel, or a factory called once
      * @param iterable<ResetInterface>                            $resettables services to reset after each request
@@ -68,7 +69,9 @@ final class SymfonyWorker
         private readonly bool $catch = true,
         private readonly int $chunkSize = 65536,
         private $log = null,
+        ?LeakDetector $leaks = null,
     ) {
+        $this->leaks = $leaks ?? LeakDetector::fromEnvironment();
         $this->kernel = $kernel instanceof HttpKernelInterface ? $kernel : $kernel();
         if (!$this->kernel instanceof HttpKernelInterface) {
             throw new \InvalidArgumentException('The kernel factory must return an HttpKernelInterface.');
@@ -81,11 +84,17 @@ final class SymfonyWorker
         }
         $server = $_SERVER;
         $this->baseServer = is_array($server) ? $server : [];
+        $this->bridge = new HttpFoundationBridge($chunkSize);
     }
 
     public function addResettable(ResetInterface $service): void
     {
         $this->resettables[] = $service;
+    }
+
+    public function getLeakDetector(): LeakDetector
+    {
+        return $this->leaks;
     }
 
     public function getKernel(): HttpKernelInterface
@@ -123,6 +132,7 @@ final class SymfonyWorker
      */
     public function serve(Request $request): void
     {
+        $this->leaks->begin();
         $symfonyRequest = null;
         $response = null;
         try {
@@ -147,6 +157,10 @@ final class SymfonyWorker
                     // The response is already sent; log it and keep serving.
                     $this->logThrowable($e);
                 }
+                if ($this->leaks->mode() !== LeakDetector::OFF) {
+                    $route = $symfonyRequest?->attributes->get('_route');
+                    $this->leaks->end($request->method . ' ' . (is_string($route) ? $route : (string) parse_url($request->uri, PHP_URL_PATH)));
+                }
             }
         }
     }
@@ -156,15 +170,7 @@ final class SymfonyWorker
      */
     public function toSymfonyRequest(Request $request): SymfonyRequest
     {
-        return new SymfonyRequest(
-            $request->query,
-            $request->parsed ?? [],
-            $request->attributes,
-            $request->cookies,
-            self::files($request->uploads),
-            Globals::server($request, $this->baseServer),
-            $request->isParsed() ? '' : $request->body,
-        );
+        return $this->bridge->toRequest($request, $this->baseServer);
     }
 
     /**
@@ -174,114 +180,13 @@ final class SymfonyWorker
      */
     public function fromSymfonyResponse(Response $response): array
     {
-        $headers = [];
-        foreach ($response->headers->allPreserveCaseWithoutCookies() as $name => $values) {
-            $headers[(string) $name] = array_values(array_map('strval', array_filter($values, static fn ($v): bool => $v !== null)));
-        }
-        foreach ($response->headers->getCookies() as $cookie) {
-            $headers['Set-Cookie'][] = (string) $cookie;
-        }
-
-        if ($response instanceof BinaryFileResponse) {
-            $body = $this->fileChunks($response);
-        } elseif ($response instanceof StreamedResponse) {
-            $body = $this->streamedChunks($response);
-        } else {
-            $body = (string) $response->getContent();
-        }
-
-        return [$response->getStatusCode(), $headers, $body];
+        return $this->bridge->fromResponse($response);
     }
 
     private function send(Response $response): void
     {
-        [$status, $headers, $body] = $this->fromSymfonyResponse($response);
+        [$status, $headers, $body] = $this->bridge->fromResponse($response);
         $this->http->respond($status, $body, $headers);
-    }
-
-    /**
-     * @return \Generator<int, string, mixed, string>
-     */
-    private function fileChunks(BinaryFileResponse $response): \Generator
-    {
-        // offset, maxlen, chunkSize and deleteFileAfterSend are protected: read them in the class scope.
-        $state = (fn (): array => [$this->offset, $this->maxlen, $this->chunkSize, $this->deleteFileAfterSend])->call($response);
-        [$offset, $maxlen, , $delete] = $state;
-        $path = $response->getFile()->getPathname();
-
-        if (!$response->isSuccessful()) {
-            return (string) $response->getContent();
-        }
-        $handle = null;
-        try {
-            if ($maxlen === 0) {
-                return '';
-            }
-            $handle = fopen($path, 'rb');
-            if ($handle === false) {
-                throw new \RuntimeException(sprintf('Cannot open "%s".', $path));
-            }
-            if ($offset !== 0) {
-                fseek($handle, $offset);
-            }
-            $left = $maxlen;
-            while ($left !== 0 && !feof($handle)) {
-                $read = $left < 0 || $left > $this->chunkSize ? $this->chunkSize : $left;
-                $data = fread($handle, $read);
-                if ($data === false || $data === '') {
-                    break;
-                }
-                if ($left > 0) {
-                    $left -= strlen($data);
-                }
-                yield $data;
-            }
-
-            return '';
-        } finally {
-            if (is_resource($handle)) {
-                fclose($handle);
-            }
-            if ($delete && is_file($path)) {
-                @unlink($path);
-            }
-        }
-    }
-
-    /**
-     * @return \Generator<int, string, mixed, string>
-     */
-    private function streamedChunks(StreamedResponse $response): \Generator
-    {
-        $chunks = [];
-        $level = ob_get_level();
-        ob_start(static function (string $buffer) use (&$chunks): string {
-            if ($buffer !== '') {
-                $chunks[] = $buffer;
-            }
-
-            return '';
-        }, $this->chunkSize);
-        try {
-            $response->sendContent();
-        } finally {
-            while (ob_get_level() > $level) {
-                ob_end_flush();
-            }
-        }
-
-        // Merge the small pieces the handler may get (one per echo above the chunk size) into chunks.
-        $pending = '';
-        foreach ($chunks as $i => $chunk) {
-            unset($chunks[$i]);
-            $pending .= $chunk;
-            if (strlen($pending) >= $this->chunkSize) {
-                yield $pending;
-                $pending = '';
-            }
-        }
-
-        return $pending;
     }
 
     /**
@@ -307,8 +212,7 @@ final class SymfonyWorker
     }
 
     /**
-     * Turns the upload tree into UploadedFile objects (test mode: the files
-     * were not moved by PHP's own upload handling, so is_uploaded_file() is false).
+     * Turns the upload tree into UploadedFile objects; see HttpFoundationBridge::files().
      *
      * @param array<array-key, mixed> $uploads
      *
@@ -316,26 +220,7 @@ final class SymfonyWorker
      */
     public static function files(array $uploads): array
     {
-        $files = [];
-        foreach ($uploads as $key => $value) {
-            if (!is_array($value)) {
-                continue;
-            }
-            if (array_key_exists('tmpName', $value) && !is_array($value['tmpName'])) {
-                $error = (int) ($value['error'] ?? UPLOAD_ERR_OK);
-                $files[$key] = new UploadedFile(
-                    (string) $value['tmpName'],
-                    (string) ($value['name'] ?? ''),
-                    isset($value['mime']) ? (string) $value['mime'] : null,
-                    $error,
-                    true,
-                );
-            } else {
-                $files[$key] = self::files($value);
-            }
-        }
-
-        return $files;
+        return HttpFoundationBridge::files($uploads);
     }
 
     private function logThrowable(\Throwable $e): void

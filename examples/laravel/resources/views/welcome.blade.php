@@ -1,0 +1,1 @@
+<!doctype html><title>Courser + Laravel</title><p>Hello, {{ $name }}.

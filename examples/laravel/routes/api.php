@@ -1,0 +1,18 @@
+<?php
+// Stateless routes (the 'api' middleware group): what the benchmark measures.
+declare(strict_types=1);
+
+use Illuminate\Support\Facades\Route;
+
+Route::get('/', static fn () => response("Hello from Laravel\n", 200, ['Content-Type' => 'text/plain; charset=utf-8']));
+
+Route::get('/hello/{name}', static fn (string $name) => response("Hello, $name\n", 200, ['Content-Type' => 'text/plain; charset=utf-8']));
+
+Route::get('/items', static function () {
+    $items = [];
+    for ($i = 1; $i <= 20; $i++) {
+        $items[] = ['id' => $i, 'name' => "Item $i"];
+    }
+
+    return response()->json($items);
+});

@@ -1,0 +1,196 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Courser\Bridge\Symfony;
+
+use Courser\Http\Globals;
+use Courser\Http\Request;
+use Symfony\Component\HttpFoundation\BinaryFileResponse;
+use Symfony\Component\HttpFoundation\File\UploadedFile;
+use Symfony\Component\HttpFoundation\Request as SymfonyRequest;
+use Symfony\Component\HttpFoundation\Response;
+use Symfony\Component\HttpFoundation\StreamedResponse;
+
+/**
+ * Converts between Courser's requests and HttpFoundation's requests and
+ * responses; shared by the Symfony and the Laravel bridges.
+ *
+ * Responses: a plain Response is one string. A BinaryFileResponse is read
+ * from its file in chunks (honouring Range offsets set by prepare() and
+ * deleteFileAfterSend()). A StreamedResponse's callback output is captured
+ * through an output buffer in chunks of $chunkSize: the callback runs to the
+ * end before the first chunk is sent, so its output is held in memory.
+ */
+final class HttpFoundationBridge
+{
+    public function __construct(private readonly int $chunkSize = 65536)
+    {
+        if ($chunkSize < 1) {
+            throw new \InvalidArgumentException('The chunk size must be 1 or more.');
+        }
+    }
+
+    /**
+     * Converts a Courser request to a Symfony request (or a subclass such as
+     * Illuminate\Http\Request, which has the same constructor).
+     *
+     * @param array<array-key, mixed>      $baseServer the process's own $_SERVER, merged under the request's
+     * @param class-string<SymfonyRequest> $class
+     */
+    public function toRequest(Request $request, array $baseServer = [], string $class = SymfonyRequest::class): SymfonyRequest
+    {
+        return new $class(
+            $request->query,
+            $request->parsed ?? [],
+            $request->attributes,
+            $request->cookies,
+            self::files($request->uploads),
+            Globals::server($request, $baseServer),
+            $request->isParsed() ? '' : $request->body,
+        );
+    }
+
+    /**
+     * Converts a response to the status, the headers and the body (a string or a generator of chunks).
+     *
+     * @return array{0: int, 1: array<string, list<string>>, 2: string|\Generator<int, string, mixed, string>}
+     */
+    public function fromResponse(Response $response): array
+    {
+        $headers = [];
+        foreach ($response->headers->allPreserveCaseWithoutCookies() as $name => $values) {
+            $headers[(string) $name] = array_values(array_map('strval', array_filter($values, static fn ($v): bool => $v !== null)));
+        }
+        foreach ($response->headers->getCookies() as $cookie) {
+            $headers['Set-Cookie'][] = (string) $cookie;
+        }
+
+        if ($response instanceof BinaryFileResponse) {
+            $body = $this->fileChunks($response);
+        } elseif ($response instanceof StreamedResponse) {
+            $body = $this->streamedChunks($response);
+        } else {
+            $body = (string) $response->getContent();
+        }
+
+        return [$response->getStatusCode(), $headers, $body];
+    }
+
+    /**
+     * @return \Generator<int, string, mixed, string>
+     */
+    private function fileChunks(BinaryFileResponse $response): \Generator
+    {
+        // offset, maxlen, chunkSize and deleteFileAfterSend are protected: read them in the class scope.
+        $state = (fn (): array => [$this->offset, $this->maxlen, $this->chunkSize, $this->deleteFileAfterSend])->call($response);
+        [$offset, $maxlen, , $delete] = $state;
+        $path = $response->getFile()->getPathname();
+
+        if (!$response->isSuccessful()) {
+            return (string) $response->getContent();
+        }
+        $handle = null;
+        try {
+            if ($maxlen === 0) {
+                return '';
+            }
+            $handle = fopen($path, 'rb');
+            if ($handle === false) {
+                throw new \RuntimeException(sprintf('Cannot open "%s".', $path));
+            }
+            if ($offset !== 0) {
+                fseek($handle, $offset);
+            }
+            $left = $maxlen;
+            while ($left !== 0 && !feof($handle)) {
+                $read = $left < 0 || $left > $this->chunkSize ? $this->chunkSize : $left;
+                $data = fread($handle, $read);
+                if ($data === false || $data === '') {
+                    break;
+                }
+                if ($left > 0) {
+                    $left -= strlen($data);
+                }
+                yield $data;
+            }
+
+            return '';
+        } finally {
+            if (is_resource($handle)) {
+                fclose($handle);
+            }
+            if ($delete && is_file($path)) {
+                @unlink($path);
+            }
+        }
+    }
+
+    /**
+     * @return \Generator<int, string, mixed, string>
+     */
+    private function streamedChunks(StreamedResponse $response): \Generator
+    {
+        $chunks = [];
+        $level = ob_get_level();
+        ob_start(static function (string $buffer) use (&$chunks): string {
+            if ($buffer !== '') {
+                $chunks[] = $buffer;
+            }
+
+            return '';
+        }, $this->chunkSize);
+        try {
+            $response->sendContent();
+        } finally {
+            while (ob_get_level() > $level) {
+                ob_end_flush();
+            }
+        }
+
+        // Merge the small pieces the handler may get (one per echo above the chunk size) into chunks.
+        $pending = '';
+        foreach ($chunks as $i => $chunk) {
+            unset($chunks[$i]);
+            $pending .= $chunk;
+            if (strlen($pending) >= $this->chunkSize) {
+                yield $pending;
+                $pending = '';
+            }
+        }
+
+        return $pending;
+    }
+
+    /**
+     * Turns the upload tree into UploadedFile objects (test mode: the files
+     * were not moved by PHP's own upload handling, so is_uploaded_file() is false).
+     *
+     * @param array<array-key, mixed> $uploads
+     *
+     * @return array<array-key, mixed>
+     */
+    public static function files(array $uploads): array
+    {
+        $files = [];
+        foreach ($uploads as $key => $value) {
+            if (!is_array($value)) {
+                continue;
+            }
+            if (array_key_exists('tmpName', $value) && !is_array($value['tmpName'])) {
+                $error = (int) ($value['error'] ?? UPLOAD_ERR_OK);
+                $files[$key] = new UploadedFile(
+                    (string) $value['tmpName'],
+                    (string) ($value['name'] ?? ''),
+                    isset($value['mime']) ? (string) $value['mime'] : null,
+                    $error,
+                    true,
+                );
+            } else {
+                $files[$key] = self::files($value);
+            }
+        }
+
+        return $files;
+    }
+}
