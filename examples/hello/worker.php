@@ -4,7 +4,7 @@
 // and a body; HttpWorker decodes it and encodes the answer.
 declare(strict_types=1);
 
-require __DIR__ . '/../../php/autoload.php';
+require getenv('COURSER_SDK') ?: __DIR__ . '/../../php/autoload.php';
 
 use Courser\Http\HttpWorker;
 

@@ -5,6 +5,6 @@
 declare(strict_types=1);
 
 $app = require __DIR__ . '/bootstrap/app.php';
-require __DIR__ . '/../../php/autoload.php';   // the Courser SDK
+require getenv('COURSER_SDK') ?: __DIR__ . '/../../php/autoload.php';   // the Courser SDK
 
 Courser\Bridge\Laravel\LaravelWorker::create($app)->serve();

@@ -4,7 +4,7 @@
 declare(strict_types=1);
 
 require '/usr/share/php/Slim/autoload.php';   // Debian's php-slim (3.12)
-require __DIR__ . '/../../php/autoload.php';  // the Courser SDK
+require getenv('COURSER_SDK') ?: __DIR__ . '/../../php/autoload.php';  // the Courser SDK
 
 use Courser\Bridge\Slim\SlimWorker;
 use Psr\Http\Message\ResponseInterface as Response;

@@ -2,7 +2,7 @@
 // Loads the Courser SDK, Debian's Symfony 5.4 components and the App\ classes.
 declare(strict_types=1);
 
-require_once __DIR__ . '/../../php/autoload.php';
+require_once getenv('COURSER_SDK') ?: __DIR__ . '/../../php/autoload.php';
 require_once '/usr/share/php/Symfony/Component/HttpKernel/autoload.php';
 require_once '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
 require_once '/usr/share/php/Symfony/Component/Routing/autoload.php';

@@ -305,11 +305,13 @@ final class LeakDetector
      */
     private function staticPropertiesOf(string $class): array
     {
-        if (str_starts_with($class, 'Courser\\') || $this->ignored($class)) {
+        if ($this->ignored($class)) {
             return [];
         }
         $reflection = new \ReflectionClass($class);
-        if ($reflection->isInternal()) {
+        $file = $reflection->getFileName();
+        // PHP's own classes, and the SDK's (this directory's parent is php/src).
+        if ($file === false || str_starts_with($file, dirname(__DIR__) . DIRECTORY_SEPARATOR)) {
             return [];
         }
         $properties = [];
