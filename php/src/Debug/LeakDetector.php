@@ -420,7 +420,8 @@ final class LeakDetector
         }
         if (is_object($value)) {
             $id = spl_object_id($value);
-            if (isset($seen[$id]) || $value instanceof \Closure) {
+            // A detector's own records grow by design; they are not the app's state.
+            if (isset($seen[$id]) || $value instanceof \Closure || $value instanceof self) {
                 return 0;
             }
             $seen[$id] = true;
