@@ -16,3 +16,6 @@ Route::get('/items', static function () {
 
     return response()->json($items);
 });
+
+// Which worker process answered (the tests use it to see a worker replaced).
+Route::get('/pid', static fn () => response((string) getmypid(), 200, ['Content-Type' => 'text/plain']));
