@@ -86,15 +86,22 @@ pub struct RunOptions {
 }
 
 /// Builds the worker environment in RoadRunner's order (spec 2.1): our own
-/// environment (inherited), dotenv, `RR_RELAY`, `RR_RPC`, `server.env`,
-/// `RR_VERSION`, then the plugin's `RR_MODE`.
+/// environment (inherited), `COURSER_SDK` (see [`bundled_sdk`]), dotenv,
+/// `RR_RELAY`, `RR_RPC`, `server.env`, `RR_VERSION`, then the plugin's
+/// `RR_MODE`.
 fn worker_env(
     cfg: &Config,
     run: &RunOptions,
     pool: &PoolConfig,
     mode: &str,
 ) -> Vec<(String, String)> {
-    let mut env = run.dotenv.clone();
+    let mut env = Vec::new();
+    if std::env::var_os("COURSER_SDK").is_none() {
+        if let Some(sdk) = bundled_sdk() {
+            env.push(("COURSER_SDK".into(), sdk.to_string_lossy().into_owned()));
+        }
+    }
+    env.extend(run.dotenv.iter().cloned());
     env.push(("RR_RELAY".into(), cfg.server.relay.to_string()));
     if let Some(rpc) = &cfg.rpc {
         env.push(("RR_RPC".into(), rpc.listen.clone()));
@@ -104,6 +111,28 @@ fn worker_env(
     env.push(("RR_VERSION".into(), RR_VERSION.into()));
     env.push(("RR_MODE".into(), mode.into()));
     env
+}
+
+/// The PHP SDK's `autoload.php` shipped next to this binary, so that workers
+/// can `require getenv('COURSER_SDK')` wherever their app lives: in a source
+/// checkout the binary is `target/<profile>/courser` and the SDK `php/`; an
+/// installed binary looks in `../share/courser/php/`. `None` when neither
+/// exists (apps then load the SDK from Composer's `vendor/`).
+fn bundled_sdk() -> Option<PathBuf> {
+    static SDK: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SDK.get_or_init(|| {
+        let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+        let dir = exe.parent()?;
+        let candidates = [
+            dir.join("../share/courser/php/autoload.php"),
+            dir.join("../../php/autoload.php"),
+        ];
+        candidates
+            .into_iter()
+            .find(|p| p.is_file())
+            .and_then(|p| p.canonicalize().ok())
+    })
+    .clone()
 }
 
 fn resolve_ids(cfg: &Config) -> Result<(Option<u32>, Option<u32>), ServerError> {
