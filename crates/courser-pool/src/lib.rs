@@ -143,6 +143,9 @@ pub(crate) struct Inner {
     pub(crate) extra: AtomicUsize,
     last_scale: Mutex<Option<Instant>>,
     fail_streak: AtomicU32,
+    /// When the current failure streak began: only a job completed by a worker
+    /// spawned since then shows that workers start again.
+    streak_began: Mutex<Option<Instant>>,
     pub(crate) kick: Notify,
     stopping: AtomicBool,
     in_flight: AtomicUsize,
@@ -160,7 +163,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Most times a job is re-run after a worker provably did not start it.
+/// Least number of tries of a job whose workers provably did not start it
+/// (a pool allows one more than it has workers); the wait for a free worker
+/// (`allocate_timeout`) bounds them too.
 const MAX_ATTEMPTS: usize = 3;
 
 /// Set to "1" in the workers' environment when the pool has a `slowlog_timeout`:
@@ -199,6 +204,7 @@ impl Pool {
             extra: AtomicUsize::new(0),
             last_scale: Mutex::new(None),
             fail_streak: AtomicU32::new(0),
+            streak_began: Mutex::new(None),
             kick: Notify::new(),
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -358,8 +364,19 @@ impl Pool {
                 Err(e) => {
                     let reusable = e.worker_reusable();
                     inner.note_failure(&e);
+                    if matches!(e, JobError::NotDelivered { .. })
+                        && w.info().jobs() <= 1
+                        && w.info().started.elapsed() < supervise::QUICK_DEATH
+                    {
+                        // It died right after boot without reading its first job:
+                        // part of a crash loop, even though a job was waiting for it.
+                        inner.note_crash_loop();
+                    }
                     inner.release(w, reusable);
-                    if e.retry_safe() && attempt < MAX_ATTEMPTS && Instant::now() < deadline {
+                    // Workers that die together (e.g. each after N jobs) may each be
+                    // handed this job in turn: allow one try per worker and more.
+                    let max_attempts = MAX_ATTEMPTS.max(inner.target() + 1);
+                    if e.retry_safe() && attempt < max_attempts && Instant::now() < deadline {
                         inner.stats.jobs_retried.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(pool = %inner.name, error = %e, "re-running the job on another worker");
                         continue;
@@ -736,7 +753,7 @@ impl Inner {
     fn release(&self, w: Worker, reusable: bool) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         if reusable && self.fail_streak.load(Ordering::Relaxed) != 0 {
-            self.fail_streak.store(0, Ordering::Release);
+            self.end_streak_if_new(&w);
         }
         if !reusable {
             self.dispose(w);
@@ -846,7 +863,7 @@ impl Inner {
                     inner.retire_replaced();
                 }
                 Err(e) => {
-                    let n = inner.fail_streak.fetch_add(1, Ordering::AcqRel) + 1;
+                    let n = inner.note_crash_loop();
                     inner.stats.spawn_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(pool = %inner.name, failures_in_a_row = n, error = %e, "a worker failed to start; backing off");
                 }
@@ -890,9 +907,27 @@ impl Inner {
     pub(crate) fn spawning(&self) -> usize {
         self.spawning.load(Ordering::Acquire)
     }
-    /// Counts one more failure in a row (spawn failed, or a worker died at once).
-    pub(crate) fn note_crash_loop(&self) {
-        self.fail_streak.fetch_add(1, Ordering::AcqRel);
+    /// Counts one more failure in a row (spawn failed, or a worker died at once);
+    /// returns the length of the streak.
+    pub(crate) fn note_crash_loop(&self) -> u32 {
+        let mut began = lock(&self.streak_began);
+        let n = self.fail_streak.fetch_add(1, Ordering::AcqRel) + 1;
+        if n == 1 {
+            *began = Some(Instant::now());
+        }
+        n
+    }
+
+    /// Ends the failure streak when `w`, which just completed a job, was spawned
+    /// after the streak began. A job completed by an older worker proves nothing
+    /// about whether new ones can start: with one healthy worker serving, a
+    /// replacement that cannot boot would otherwise be retried every 100 ms.
+    fn end_streak_if_new(&self, w: &Worker) {
+        let mut began = lock(&self.streak_began);
+        if began.is_some_and(|t| w.info().started >= t) {
+            *began = None;
+            self.fail_streak.store(0, Ordering::Release);
+        }
     }
     pub(crate) fn failing(&self) -> bool {
         self.fail_streak.load(Ordering::Acquire) > 0

@@ -59,7 +59,7 @@ fn on_exit(inner: &Arc<Inner>, pid: u32) {
 
 /// A worker that dies this soon after spawning, without running a job, counts as a
 /// failed start for the crash-loop backoff.
-const QUICK_DEATH: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const QUICK_DEATH: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn last_line(s: &str) -> &str {
     s.lines().last().unwrap_or("")

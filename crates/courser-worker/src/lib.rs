@@ -356,6 +356,11 @@ pub struct Worker {
     info: Arc<WorkerInfo>,
     reader: FrameReader,
     writer: FrameWriter,
+    /// A second handle on the job pipe (pipes relay only), to ask the kernel how
+    /// many bytes the worker has not read.
+    probe: Option<std::os::fd::OwnedFd>,
+    /// Bytes of the running job's frame, until the worker sends any frame back.
+    job_pending: usize,
     // Dropping this sender tells the reaper to kill the process group.
     _kill: oneshot::Sender<()>,
 }
@@ -397,6 +402,7 @@ impl Worker {
             Ordering::Acquire,
         );
         self.info.mark_job_start();
+        self.job_pending = 0;
         if let Err(e) = self.writer.write_job(p.flags, &p.context, &p.body).await {
             self.info.set_state(State::Invalid);
             self.info.mark_job_end();
@@ -405,7 +411,23 @@ impl Worker {
                 detail: e.to_string(),
             });
         }
+        self.job_pending = courser_frame::HEADER_LEN + 4 + p.context.len() + p.body.len();
         Ok(())
+    }
+
+    /// Whether the worker provably never read any byte of the job it was sent:
+    /// the pipe still holds at least the whole job frame. Only meaningful once
+    /// the worker has exited (and its process group was killed), when nothing
+    /// can read the pipe any more. The pipe is first in, first out, so if at
+    /// least the job's length is unread, whatever the worker consumed came before
+    /// the job. Always false for socket relays and once the worker has answered.
+    fn job_unread(&self) -> bool {
+        match (&self.probe, self.job_pending) {
+            (Some(fd), n) if n > 0 => {
+                process::unread_bytes(fd).is_some_and(|unread| unread >= n as u64)
+            }
+            _ => false,
+        }
     }
 
     /// Reads the next response frame of the running job, answering PINGs.
@@ -415,6 +437,8 @@ impl Worker {
                 Ok(f) => f,
                 Err(e) => return Err(self.classify(e).await),
             };
+            // Any frame back means the worker read the job.
+            self.job_pending = 0;
             if f.byte10 & stream::PING != 0 {
                 let pong = Frame::stream_control(stream::PONG);
                 if let Err(e) = self.writer.write_frame(&pong).await {
@@ -542,6 +566,18 @@ impl Worker {
                         pid,
                         timeout: Duration::ZERO,
                     },
+                    // It died between jobs, after the job was written into the pipe
+                    // but before it read any of it: the job may run elsewhere.
+                    KillReason::None if exit.is_some() && self.job_unread() => {
+                        self.job_pending = 0;
+                        JobError::NotDelivered {
+                            pid,
+                            detail: format!(
+                                "it exited ({}) before reading it",
+                                exit.map(|e| e.to_string()).unwrap_or_default()
+                            ),
+                        }
+                    }
                     _ => {
                         self.info
                             .wait_stderr_closed(Duration::from_millis(100))

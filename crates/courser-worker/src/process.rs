@@ -3,6 +3,7 @@
 use crate::{ExitInfo, SpawnError, State, Tail, Worker, WorkerInfo};
 use courser_frame::Limits;
 use courser_relay::{FrameReader, FrameWriter, RelayError, SocketListener};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -128,10 +129,12 @@ pub(crate) async fn spawn(spec: &SpawnSpec) -> Result<Worker, SpawnError> {
                     signal: None,
                 },
             };
+            // Stop any stray children of the worker left in its group first, so
+            // that once the exit is recorded nothing of the worker can still read
+            // its job pipe (see `Worker::job_unread`).
+            kill_group(info.pid);
             let _ = info.exit.set(exit);
             info.exited.send_replace(true);
-            // Stop any stray children of the worker left in its group.
-            kill_group(info.pid);
             if let Some(tx) = on_exit {
                 let _ = tx.send(info.pid);
             }
@@ -144,12 +147,15 @@ pub(crate) async fn spawn(spec: &SpawnSpec) -> Result<Worker, SpawnError> {
                 let (Some(stdin), Some(stdout)) = (stdin, stdout) else {
                     return Err(BootFail::Relay(RelayError::Closed { partial: 0 }));
                 };
+                // A second handle on the job pipe tells, after a crash, whether the
+                // worker read the job at all (see `Worker::job_unread`).
+                let probe = stdin.as_fd().try_clone_to_owned().ok();
                 let mut r = FrameReader::new(Box::pin(stdout), spec.limits);
                 let mut w = FrameWriter::new(Box::pin(stdin));
                 courser_relay::handshake(&mut r, &mut w)
                     .await
                     .map_err(BootFail::Relay)?;
-                Ok((r, w))
+                Ok((r, w, probe))
             }
             RelayMode::Socket(l) => {
                 // Stdout is not the relay here: forward anything printed to the log.
@@ -159,7 +165,7 @@ pub(crate) async fn spawn(spec: &SpawnSpec) -> Result<Worker, SpawnError> {
                 drop(stdin);
                 let mut exit_rx = info.exited.subscribe();
                 tokio::select! {
-                    c = l.claim(pid, deadline) => c.ok_or(BootFail::Timeout),
+                    c = l.claim(pid, deadline) => c.map(|(r, w)| (r, w, None)).ok_or(BootFail::Timeout),
                     _ = exit_rx.wait_for(|&e| e) => Err(BootFail::Relay(RelayError::Closed { partial: 0 })),
                 }
             }
@@ -170,13 +176,15 @@ pub(crate) async fn spawn(spec: &SpawnSpec) -> Result<Worker, SpawnError> {
         Err(_) => Err(BootFail::Timeout),
     };
     match result {
-        Ok((reader, writer)) => {
+        Ok((reader, writer, probe)) => {
             info.set_state(State::Ready);
             tracing::debug!(pid, pool = %spec.pool, "worker ready");
             Ok(Worker {
                 info,
                 reader,
                 writer,
+                probe,
+                job_pending: 0,
                 _kill: kill_tx,
             })
         }
@@ -403,6 +411,12 @@ pub(crate) fn kill_group(pid: u32) {
         nix::unistd::Pid::from_raw(p),
         nix::sys::signal::Signal::SIGKILL,
     );
+}
+
+/// Bytes written to a pipe and not yet read from it; `None` if the kernel
+/// cannot tell.
+pub(crate) fn unread_bytes(fd: &std::os::fd::OwnedFd) -> Option<u64> {
+    rustix::io::ioctl_fionread(fd).ok()
 }
 
 /// SIGPROF to the worker itself (not its group: a child without a handler would
