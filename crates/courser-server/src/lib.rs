@@ -135,8 +135,12 @@ fn bundled_sdk() -> Option<PathBuf> {
     .clone()
 }
 
+/// The uid and gid workers run as. `server.user` alone also switches to that
+/// user's primary group (as RoadRunner does): keeping the server's group would
+/// leave a worker of a root server in group root. Supplementary groups are
+/// dropped whenever the uid changes (std calls `setgroups(0)` before `setuid`).
 fn resolve_ids(cfg: &Config) -> Result<(Option<u32>, Option<u32>), ServerError> {
-    let uid = match &cfg.server.user {
+    let user = match &cfg.server.user {
         None => None,
         Some(name) => Some(
             nix::unistd::User::from_name(name)
@@ -145,13 +149,12 @@ fn resolve_ids(cfg: &Config) -> Result<(Option<u32>, Option<u32>), ServerError> 
                 .ok_or_else(|| ServerError::NoSuchUser {
                     key: "user",
                     name: name.clone(),
-                })?
-                .uid
-                .as_raw(),
+                })?,
         ),
     };
+    let uid = user.as_ref().map(|u| u.uid.as_raw());
     let gid = match &cfg.server.group {
-        None => None,
+        None => user.as_ref().map(|u| u.gid.as_raw()),
         Some(name) => Some(
             nix::unistd::Group::from_name(name)
                 .ok()
