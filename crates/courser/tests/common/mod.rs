@@ -280,3 +280,341 @@ pub fn make_certs(dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Load generation and process inspection for the fault suite (tests/faults.rs).
+
+/// One kept-alive HTTP/1.1 connection; reconnects after the server closes it.
+pub struct KeepAlive {
+    port: u16,
+    conn: Option<std::io::BufReader<TcpStream>>,
+}
+
+/// How one request ended, as the client saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A complete response with this status.
+    Status(u16, Vec<u8>),
+    /// The connection failed or closed before a complete response.
+    Dropped(String),
+}
+
+impl KeepAlive {
+    pub fn new(port: u16) -> KeepAlive {
+        KeepAlive { port, conn: None }
+    }
+
+    /// Sends `GET path` on the connection (opening one if needed) and reads
+    /// the whole response.
+    pub fn get(&mut self, path: &str) -> Seen {
+        match self.try_get(path) {
+            Ok((status, body, keep)) => {
+                if !keep {
+                    self.conn = None;
+                }
+                Seen::Status(status, body)
+            }
+            Err(e) => {
+                self.conn = None;
+                Seen::Dropped(e.to_string())
+            }
+        }
+    }
+
+    fn try_get(&mut self, path: &str) -> std::io::Result<(u16, Vec<u8>, bool)> {
+        use std::io::BufRead;
+        if self.conn.is_none() {
+            let s = TcpStream::connect(("127.0.0.1", self.port))?;
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            self.conn = Some(std::io::BufReader::new(s));
+        }
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        let Some(r) = self.conn.as_mut() else {
+            return Err(bad("no connection"));
+        };
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        r.get_mut().write_all(req.as_bytes())?;
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad status line"))?;
+        let (mut len, mut chunked, mut keep) = (None, false, true);
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Err(bad("connection closed in the head"));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                let (n, v) = (n.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
+                match n.as_str() {
+                    "content-length" => len = v.parse::<usize>().ok(),
+                    "transfer-encoding" => chunked = v.contains("chunked"),
+                    "connection" => keep = !v.contains("close"),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                r.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| bad("bad chunk size"))?;
+                let mut chunk = vec![0u8; size + 2];
+                r.read_exact(&mut chunk)?;
+                if size == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(n) = len {
+            body.resize(n, 0);
+            r.read_exact(&mut body)?;
+        } else {
+            r.read_to_end(&mut body)?;
+            keep = false;
+        }
+        Ok((status, body, keep))
+    }
+}
+
+/// What a load run's clients saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests answered 200.
+    pub ok: u64,
+    /// Responses by status.
+    pub statuses: std::collections::BTreeMap<u16, u64>,
+    /// Requests whose connection failed or closed without a response.
+    pub dropped: u64,
+    /// The first few reasons for dropped connections.
+    pub drop_reasons: Vec<String>,
+    /// Latency of every request.
+    pub latencies: Vec<Duration>,
+    /// Bodies of 200 responses, when the run kept them.
+    pub bodies: Vec<String>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    pub fn failed(&self) -> u64 {
+        self.sent - self.ok
+    }
+
+    fn merge(&mut self, o: LoadReport) {
+        self.sent += o.sent;
+        self.ok += o.ok;
+        for (k, v) in o.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        self.dropped += o.dropped;
+        for r in o.drop_reasons {
+            if self.drop_reasons.len() < 5 {
+                self.drop_reasons.push(r);
+            }
+        }
+        self.latencies.extend(o.latencies);
+        self.bodies.extend(o.bodies);
+    }
+
+    /// The `q` quantile (0..=1) of the latencies.
+    pub fn quantile(&self, q: f64) -> Duration {
+        let mut v = self.latencies.clone();
+        v.sort();
+        if v.is_empty() {
+            return Duration::ZERO;
+        }
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+
+    /// Requests per second over the run.
+    pub fn throughput(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// "statuses 200×1200 500×2, 0 dropped connections, p50 1.2ms p99 4.0ms max 9.1ms".
+    pub fn seen(&self) -> String {
+        let statuses: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect();
+        format!(
+            "statuses {}, {} dropped connections, p50 {:.1?} p99 {:.1?} max {:.1?}, {:.0} req/s",
+            statuses.join(" "),
+            self.dropped,
+            self.quantile(0.5),
+            self.quantile(0.99),
+            self.quantile(1.0),
+            self.throughput()
+        )
+    }
+}
+
+/// A running load: `clients` threads, each sending `path(client, n)` on its own
+/// kept-alive connection until `finish` or until `max` has passed.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    clients: Vec<std::thread::JoinHandle<LoadReport>>,
+    started: Instant,
+}
+
+impl Load {
+    pub fn start(
+        port: u16,
+        clients: usize,
+        max: Duration,
+        keep_bodies: bool,
+        path: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+    ) -> Load {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let path = Arc::new(path);
+        let started = Instant::now();
+        let deadline = started + max;
+        let clients = (0..clients)
+            .map(|c| {
+                let (stop, answered, path) = (stop.clone(), answered.clone(), path.clone());
+                std::thread::spawn(move || {
+                    let mut conn = KeepAlive::new(port);
+                    let mut rep = LoadReport::default();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let t = Instant::now();
+                        let seen = conn.get(&path(c, n));
+                        rep.latencies.push(t.elapsed());
+                        rep.sent += 1;
+                        n += 1;
+                        match seen {
+                            Seen::Status(s, body) => {
+                                *rep.statuses.entry(s).or_default() += 1;
+                                if s == 200 {
+                                    rep.ok += 1;
+                                    answered.fetch_add(1, Ordering::Relaxed);
+                                    if keep_bodies {
+                                        rep.bodies
+                                            .push(String::from_utf8_lossy(&body).into_owned());
+                                    }
+                                }
+                            }
+                            Seen::Dropped(why) => {
+                                rep.dropped += 1;
+                                if rep.drop_reasons.len() < 5 {
+                                    rep.drop_reasons.push(why);
+                                }
+                            }
+                        }
+                    }
+                    rep
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            answered,
+            clients,
+            started,
+        }
+    }
+
+    /// Requests answered 200 so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Runs until every client has passed its deadline, then reports.
+    pub fn join(self) -> LoadReport {
+        let mut all = LoadReport::default();
+        for c in self.clients {
+            if let Ok(r) = c.join() {
+                all.merge(r);
+            }
+        }
+        all.elapsed = self.started.elapsed();
+        all
+    }
+
+    /// Stops the clients now and reports.
+    pub fn finish(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.join()
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (index 0 is the
+/// state, 1 the parent pid, 11 utime, 12 stime).
+pub fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// Live (not zombie) children of `pid`.
+pub fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(f) = proc_stat(child) {
+            if f.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid)
+                && f.first().map(String::as_str) != Some("Z")
+            {
+                out.push(child);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// CPU time (user + system) `pid` has used itself, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    static TCK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let tck = *TCK.get_or_init(|| {
+        String::from_utf8_lossy(&sh("getconf CLK_TCK").stdout)
+            .trim()
+            .parse()
+            .unwrap_or(100.0)
+    });
+    let f = proc_stat(pid)?;
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / tck)
+}
+
+/// The value of the Prometheus sample `name` whose labels include every
+/// `key="value"` in `labels`.
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        (n == name && labels.iter().all(|p| rest.contains(p)))
+            .then(|| value.parse().ok())
+            .flatten()
+    })
+}
