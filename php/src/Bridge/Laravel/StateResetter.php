@@ -18,8 +18,9 @@ use Illuminate\Contracts\Foundation\Application;
  *     (without this every request leaks one guard), `auth.driver` is
  *     dropped, and the user resolver is restored (Auth::shouldUse()
  *     replaces it);
- *  2. session: every session store's attributes are flushed and it gets a
- *     new id (StartSession loads the next client's session into it);
+ *  2. session: every session store a request used is flushed, loses its id
+ *     and is marked not started (StartSession loads the next client's
+ *     session into it by its cookie);
  *  3. cookies queued with Cookie::queue() and not sent;
  *  4. the router's current route and request, and the URL generator's
  *     forced root and scheme, URL::defaults() and format callbacks (the
@@ -103,39 +104,54 @@ final class StateResetter
     public function reset(): void
     {
         $app = $this->app;
+        // The shared instances, by their abstract name: what the request resolved.
+        // One read instead of a resolved() and a make() per service (about 1 µs each).
+        $instances = (fn (): array => $this->instances)->call($app);
 
-        if ($app->resolved('auth')) {
-            $auth = $app['auth'];
+        if (isset($instances['auth'])) {
+            $auth = $instances['auth'];
             $guards = (fn (): array => $this->guards)->call($auth);
-            $auth->forgetGuards();
-            // Each session guard registered $app->refresh('request', $guard, 'setRequest'):
-            // drop those callbacks with their guards, or every request adds one more.
-            $this->forgetReboundTargets($guards);
+            if ($guards !== []) {
+                $auth->forgetGuards();
+                // Each session guard registered $app->refresh('request', $guard, 'setRequest'):
+                // drop those callbacks with their guards, or every request adds one more.
+                $this->forgetReboundTargets($guards);
+            }
             if ($this->userResolver !== null) {
                 $auth->resolveUsersUsing($this->userResolver);
             }
         }
-        $app->forgetInstance('auth.driver');
+        if (isset($instances['auth.driver'])) {
+            $app->forgetInstance('auth.driver');
+        }
 
-        if ($app->resolved('session')) {
-            $drivers = (fn (): array => $this->drivers)->call($app['session']);
+        if (isset($instances['session'])) {
+            $drivers = (fn (): array => $this->drivers)->call($instances['session']);
             foreach ($drivers as $store) {
-                $store->flush();
-                $store->regenerate();
+                // A store no request touched since the last reset is left alone (no new id to draw).
+                if ($store->isStarted() || $store->all() !== []) {
+                    $store->flush();
+                    // No session id survives: StartSession sets the next client's from its cookie,
+                    // and code that uses the session without it gets a fresh one.
+                    $store->setId(null);
+                    (function (): void {
+                        $this->started = false;
+                    })->call($store);
+                }
             }
         }
 
-        if ($app->resolved('cookie')) {
-            $app['cookie']->flushQueuedCookies();
+        if (isset($instances['cookie'])) {
+            $instances['cookie']->flushQueuedCookies();
         }
 
-        if ($app->resolved('router')) {
+        if (isset($instances['router'])) {
             (function (): void {
                 $this->current = null;
                 $this->currentRequest = null;
-            })->call($app['router']);
+            })->call($instances['router']);
         }
-        if ($this->urlState !== null && $app->resolved('url')) {
+        if ($this->urlState !== null && isset($instances['url'])) {
             $state = $this->urlState;
             (function () use ($state): void {
                 $this->forcedRoot = $state['forcedRoot'];
@@ -148,15 +164,15 @@ final class StateResetter
                 if ($this->routeGenerator !== null) {
                     $this->routeGenerator->defaultParameters = $state['defaultParameters'];
                 }
-            })->call($app['url']);
+            })->call($instances['url']);
         }
 
         if (method_exists($app, 'forgetScopedInstances')) {
             $app->forgetScopedInstances();
         }
 
-        if ($app->resolved('view')) {
-            $view = $app['view'];
+        if (isset($instances['view'])) {
+            $view = $instances['view'];
             $view->flushState();
             if ($this->viewShared !== null && $view->getShared() !== $this->viewShared) {
                 $shared = $this->viewShared;
@@ -166,8 +182,8 @@ final class StateResetter
             }
         }
 
-        if ($app->resolved('log')) {
-            $channels = (fn (): array => $this->channels)->call($app['log']);
+        if (isset($instances['log'])) {
+            $channels = (fn (): array => $this->channels)->call($instances['log']);
             foreach ($channels as $logger) {
                 if (is_object($logger) && method_exists($logger, 'withoutContext')) {
                     $logger->withoutContext();
@@ -175,12 +191,12 @@ final class StateResetter
             }
         }
 
-        if ($app->resolved('translator') && $app['translator']->getLocale() !== $this->locale) {
+        if (isset($instances['translator']) && $instances['translator']->getLocale() !== $this->locale) {
             $app->setLocale($this->locale);
         }
 
-        if ($app->resolved('config')) {
-            $config = $app['config'];
+        if (isset($instances['config'])) {
+            $config = $instances['config'];
             if ($config->all() !== $this->config) {
                 $items = $this->config;
                 (function () use ($items): void {
@@ -189,8 +205,8 @@ final class StateResetter
             }
         }
 
-        if ($app->resolved('db')) {
-            foreach ($app['db']->getConnections() as $name => $connection) {
+        if (isset($instances['db'])) {
+            foreach ($instances['db']->getConnections() as $name => $connection) {
                 $connection->flushQueryLog();
                 if ($connection->transactionLevel() > 0) {
                     if (defined('STDERR')) {
