@@ -27,11 +27,56 @@ use Courser\Worker;
  * first request: a context that is valid JSON means JSON (RoadRunner up to
  * 2023.3), anything else protobuf (RoadRunner 2024.1 and later, and Courser).
  * Every response then uses that codec and its frame flag (0x08 or 0x80).
+ *
+ * exit(), die() and fatal errors: from waitRequest() until the response is
+ * over (respond() with a final status, error() or stop()), a request is in
+ * flight. If the process ends in that time, because the handler called
+ * exit() or die() or a fatal error (memory exhausted, an uncaught exception)
+ * stopped PHP, a shutdown function answers the request before the process
+ * exits: a 500 response with the body "Internal Server Error" (an error frame
+ * when a streamed response had begun, so that the server cuts the stream
+ * short), and one line on STDERR, which the server logs:
+ *
+ * <code>
+ * courser: exit() or die() was called while handling GET /checkout; the response is 500 and this worker will be replaced
+ * courser: a fatal error: Allowed memory size of 134217728 bytes exhausted (tried to allocate 20480 bytes) in /app/src/Report.php:88, while handling GET /report; the response is 500 and this worker will be replaced
+ * </code>
+ *
+ * Output that the handler had buffered (its own ob_start()) is not sent to
+ * the client: its last 2 KiB go to STDERR, so that a die("message") can be
+ * read in the log. The server then sees the process exit and starts another
+ * worker in its place. See onShutdown() to send something else.
  */
 final class HttpWorker
 {
     /** The codec of this process: Frame::CODEC_JSON or Frame::CODEC_PROTO; null until the first request. */
     private static ?int $codec = null;
+
+    /** Error types after which PHP stops: the process is ending because of them, not of exit(). */
+    public const FATAL_ERRORS = E_ERROR | E_PARSE | E_CORE_ERROR | E_COMPILE_ERROR | E_USER_ERROR | E_RECOVERABLE_ERROR;
+
+    /** The most output of an abandoned request that goes to STDERR. */
+    private const LEFTOVER_OUTPUT_LIMIT = 2048;
+
+    /** @var \WeakReference<self>|null the worker with a request in flight (weak: a dropped worker is forgotten) */
+    private static ?\WeakReference $inFlight = null;
+
+    private static bool $shutdownRegistered = false;
+
+    /** @var array{0: string, 1: int}|null where exit() was called, when the code said so (see noteExit()) */
+    private static ?array $exitLocation = null;
+
+    /** "GET /path" of the request in flight; null when no request is in flight. */
+    private ?string $current = null;
+
+    /** Whether frames of the final response may have gone out: a stream has begun. */
+    private bool $streaming = false;
+
+    /** @var (\Closure(array{type: int, message: string, file: string, line: int}|null): ?string)|null */
+    private ?\Closure $shutdownHandler = null;
+
+    /** @var (\Closure(string): string)|null */
+    private ?\Closure $mapPaths = null;
 
     public function __construct(private readonly Worker $worker)
     {
@@ -84,11 +129,58 @@ final class HttpWorker
             return null;
         }
 
+        $this->begin('a request');
         self::$codec ??= self::isJsonObject($payload->context) ? Frame::CODEC_JSON : Frame::CODEC_PROTO;
 
-        return self::$codec === Frame::CODEC_JSON
+        $request = self::$codec === Frame::CODEC_JSON
             ? self::requestFromJson($payload->context, $payload->body)
             : self::requestFromProto($payload->context, $payload->body);
+        $this->current = self::describe($request);
+
+        return $request;
+    }
+
+    /**
+     * Tells whether a request is in flight: received, and its response not
+     * over yet.
+     */
+    public function inFlight(): bool
+    {
+        return $this->current !== null;
+    }
+
+    /**
+     * Replaces what the worker sends when the process ends while a request
+     * is in flight (exit(), die(), a fatal error; see the class comment).
+     *
+     * The handler is called from a shutdown function, after the
+     * application's own shutdown functions, with the fatal error
+     * (error_get_last()) or null for exit(). It should answer the request
+     * with respond() or error() and return a few words for the log line,
+     * such as "the response the script produced (302) was sent". When it
+     * returns without answering, or throws, the worker sends the 500 as
+     * usual. Output buffers are the handler's to deal with. Pass null to
+     * restore the default.
+     *
+     * @param (\Closure(array{type: int, message: string, file: string, line: int}|null): ?string)|null $handler
+     * @param (\Closure(string): string)|null $mapPaths rewrites file paths in the log line (for code
+     *                                                 that runs from rewritten copies)
+     */
+    public function onShutdown(?\Closure $handler, ?\Closure $mapPaths = null): void
+    {
+        $this->shutdownHandler = $handler;
+        $this->mapPaths = $mapPaths;
+    }
+
+    /**
+     * Records where exit() is about to be called, for the log line. Code
+     * rewritten by ScriptWorker calls this; anything else may too.
+     *
+     * @internal
+     */
+    public static function noteExit(string $file, int $line): void
+    {
+        self::$exitLocation = [$file, $line];
     }
 
     /**
@@ -126,19 +218,34 @@ final class HttpWorker
         $codec = self::$codec ?? Frame::CODEC_PROTO;
         $context = self::encodeContext($codec, $status, $headers);
 
+        $final = $endOfStream && $status >= 200;
+        if ($status >= 200) {
+            // Frames of the final response go out from here on (a 1xx leaves nothing half-sent).
+            $this->streaming = $this->streaming || !is_string($body) || !$endOfStream;
+        }
+
         if (is_string($body)) {
             if ($endOfStream) {
                 $this->worker->respond(new Payload($body, $context), $codec);
             } else {
                 $this->worker->respondPartial(new Payload($body, $context), $codec);
             }
+            if ($final) {
+                $this->end();
+            }
 
             return true;
         }
 
-        return $endOfStream
+        $complete = $endOfStream
             ? $this->worker->respondStream($body, $context, $codec)
             : $this->worker->respondStreamPartial($body, $context, $codec);
+        if ($final || !$complete) {
+            // A stopped stream is over too: the worker has sent the closing frame.
+            $this->end();
+        }
+
+        return $complete;
     }
 
     /**
@@ -148,6 +255,7 @@ final class HttpWorker
     public function error(string $message): void
     {
         $this->worker->error($message);
+        $this->end();
     }
 
     /**
@@ -157,6 +265,190 @@ final class HttpWorker
     public function stop(): void
     {
         $this->worker->stop();
+        $this->end();
+    }
+
+    /**
+     * Marks a request as in flight and makes sure the shutdown function is there.
+     */
+    private function begin(string $description): void
+    {
+        if (!self::$shutdownRegistered) {
+            self::$shutdownRegistered = true;
+            register_shutdown_function(static function (): void {
+                // Run after the shutdown functions the application registers later
+                // (they may log, flush a client, render an error page).
+                register_shutdown_function(self::shutdown(...));
+            });
+        }
+        $this->current = $description;
+        $this->streaming = false;
+        self::$inFlight = \WeakReference::create($this);
+        self::$exitLocation = null;
+        error_clear_last();
+    }
+
+    /**
+     * Marks the response as over.
+     */
+    private function end(): void
+    {
+        $this->current = null;
+        $this->streaming = false;
+        if (self::$inFlight?->get() === $this) {
+            self::$inFlight = null;
+        }
+    }
+
+    /**
+     * "GET /path": the method and path of a request, for log lines (the
+     * query is left out, as it may hold secrets).
+     */
+    private static function describe(Request $request): string
+    {
+        $path = parse_url($request->uri, PHP_URL_PATH);
+
+        return ($request->method !== '' ? $request->method : 'GET') . ' ' . (is_string($path) && $path !== '' ? $path : '/');
+    }
+
+    /**
+     * The shutdown function: answers the request in flight, if any.
+     */
+    private static function shutdown(): void
+    {
+        $http = self::$inFlight?->get();
+        if ($http === null || $http->current === null) {
+            return;
+        }
+
+        $error = error_get_last();
+        $fatal = $error !== null && ($error['type'] & self::FATAL_ERRORS) !== 0 ? $error : null;
+        if ($fatal !== null && str_contains($fatal['message'], 'Allowed memory size')) {
+            // Leave room to answer: the limit was just hit.
+            @ini_set('memory_limit', '-1');
+        }
+        $http->abandon($fatal);
+    }
+
+    /**
+     * Ends the request in flight as the process goes down, and logs why.
+     *
+     * @param array{type: int, message: string, file: string, line: int}|null $fatal
+     */
+    private function abandon(?array $fatal): void
+    {
+        $where = (string) $this->current;
+        if ($fatal !== null) {
+            $what = 'a fatal error: ' . self::describeError($fatal) . ',';
+        } else {
+            $what = 'exit() or die() was called'
+                . (self::$exitLocation !== null ? sprintf(' at %s:%d', self::$exitLocation[0], self::$exitLocation[1]) : '');
+        }
+
+        // From now on the server cannot hand this worker another request: a pipe
+        // without a reader fails the write, and the server runs that request on
+        // another worker instead of waiting for this one to exit.
+        self::closeInput();
+
+        $outcome = null;
+        if ($this->shutdownHandler !== null) {
+            try {
+                $outcome = ($this->shutdownHandler)($fatal);
+            } catch (\Throwable $e) {
+                self::log('courser: the shutdown handler failed: ' . strtok($e->getMessage(), "\n"));
+                $outcome = null;
+            }
+        }
+
+        if ($this->current !== null) {
+            $leftover = self::discardOutput();
+            if ($leftover !== '') {
+                self::log($leftover);
+            }
+            try {
+                if ($this->streaming) {
+                    $this->error(sprintf('%s while streaming the response to %s', $fatal !== null ? 'a fatal error' : 'exit()', $where));
+                    $outcome = 'the streamed response was cut short';
+                } else {
+                    $this->respond(500, "Internal Server Error\n", ['Content-Type' => ['text/plain; charset=utf-8']]);
+                    $outcome = 'the response is 500';
+                }
+            } catch (\Throwable) {
+                // The relay is gone (the server went away): nobody to answer.
+                return;
+            }
+        }
+
+        $line = sprintf('courser: %s while handling %s; %s and this worker will be replaced', $what, $where, $outcome ?? 'the response was sent');
+        self::log($this->mapPaths !== null ? ($this->mapPaths)($line) : $line);
+    }
+
+    /**
+     * "message in file:line" for an error_get_last() array, on one line (an
+     * uncaught exception's message already ends with its location, and its
+     * stack trace is left out).
+     *
+     * @param array{type: int, message: string, file: string, line: int} $error
+     */
+    public static function describeError(array $error): string
+    {
+        $message = (string) strtok($error['message'], "\n");
+        $location = sprintf('%s:%d', $error['file'], $error['line']);
+
+        return str_ends_with($message, ' in ' . $location) ? $message : $message . ' in ' . $location;
+    }
+
+    /**
+     * Empties every output buffer, so that nothing reaches STDOUT (the relay
+     * in pipes mode), and puts back one that sends output to STDERR for what
+     * the rest of the shutdown prints.
+     *
+     * @return string the tail of what the buffers held
+     */
+    private static function discardOutput(): string
+    {
+        $held = [];
+        while (ob_get_level() > 0) {
+            $contents = ob_get_contents();
+            if (!@ob_end_clean()) {
+                break;
+            }
+            if (is_string($contents) && $contents !== '') {
+                array_unshift($held, $contents);
+            }
+        }
+        $stderr = defined('STDERR') ? STDERR : fopen('php://stderr', 'wb');
+        ob_start(static function (string $buffer) use ($stderr): string {
+            if ($buffer !== '') {
+                fwrite($stderr, $buffer);
+            }
+
+            return '';
+        }, 1);
+
+        $output = implode('', $held);
+        if (strlen($output) > self::LEFTOVER_OUTPUT_LIMIT) {
+            $output = sprintf('[... %d bytes] ', strlen($output) - self::LEFTOVER_OUTPUT_LIMIT) . substr($output, -self::LEFTOVER_OUTPUT_LIMIT);
+        }
+
+        return rtrim($output);
+    }
+
+    /**
+     * Closes STDIN when it is the relay (pipes mode).
+     */
+    private static function closeInput(): void
+    {
+        $relay = getenv('RR_RELAY');
+        if (($relay === false || $relay === '' || str_starts_with($relay, 'pipes')) && defined('STDIN') && is_resource(STDIN)) {
+            @fclose(STDIN);
+        }
+    }
+
+    private static function log(string $line): void
+    {
+        $stderr = defined('STDERR') ? STDERR : fopen('php://stderr', 'wb');
+        fwrite($stderr, $line . "\n");
     }
 
     /**
