@@ -19,3 +19,12 @@ Route::get('/items', static function () {
 
 // Which worker process answered (the tests use it to see a worker replaced).
 Route::get('/pid', static fn () => response((string) getmypid(), 200, ['Content-Type' => 'text/plain']));
+
+// Legacy code that reads the superglobals sees this request's values.
+Route::get('/globals', static fn () => response()->json([
+    'get' => $_GET,
+    'cookie' => $_COOKIE,
+    'request' => $_REQUEST,
+    'uri' => $_SERVER['REQUEST_URI'] ?? null,
+    'method' => $_SERVER['REQUEST_METHOD'] ?? null,
+]));

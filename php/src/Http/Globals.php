@@ -24,6 +24,9 @@ final class Globals
     /** @var array<array-key, mixed>|null the process's own $_SERVER, captured at the first populate() */
     private static ?array $originalServer = null;
 
+    /** @var array{0: array<array-key, mixed>, 1: array<array-key, mixed>}|null the last base given to server(), and it without HTTP_* */
+    private static ?array $filteredBase = null;
+
     /**
      * Replaces $_GET, $_POST, $_COOKIE, $_FILES, $_SERVER and $_REQUEST with
      * the values of $request.
@@ -34,18 +37,19 @@ final class Globals
      * that the request_order (or variables_order) ini setting names, later
      * sources winning.
      *
-     * @param string|null $requestOrder the letters G, P and C in the order to merge $_REQUEST;
-     *                                  null for the ini settings (PHP's default is "GP")
+     * @param string|null                  $requestOrder the letters G, P and C in the order to merge $_REQUEST;
+     *                                                   null for the ini settings (PHP's default is "GP")
+     * @param array<array-key, mixed>|null $server       $_SERVER when the caller built it already (server())
      */
-    public static function populate(Request $request, ?string $requestOrder = null): void
+    public static function populate(Request $request, ?string $requestOrder = null, ?array $server = null): void
     {
         self::$originalServer ??= $_SERVER;
 
         $_GET = $request->query;
         $_POST = $request->parsed ?? [];
         $_COOKIE = $request->cookies;
-        $_FILES = self::files($request->uploads);
-        $_SERVER = self::server($request, self::$originalServer);
+        $_FILES = $request->uploads === [] ? [] : self::files($request->uploads);
+        $_SERVER = $server ?? self::server($request, self::$originalServer);
 
         $order = $requestOrder ?? (string) ini_get('request_order');
         if ($order === '') {
@@ -70,7 +74,7 @@ final class Globals
      * forwarded), CONTENT_TYPE, CONTENT_LENGTH and an HTTP_* entry per header
      * (values joined with ", "; HTTP_USER_AGENT is always set).
      *
-     * @param array<array-key, mixed> $base the entries to start from; its HTTP_* entries are dropped
+     * @param array<array-key, mixed> $base the entries to start from; its HTTP_*, CONTENT_TYPE and CONTENT_LENGTH entries are dropped
      * @param float|null              $now  the request time; the current time when null
      *
      * @return array<array-key, mixed>
@@ -78,7 +82,11 @@ final class Globals
     public static function server(Request $request, array $base = [], ?float $now = null): array
     {
         $now ??= microtime(true);
-        $server = array_filter($base, static fn ($key): bool => !is_string($key) || !str_starts_with($key, 'HTTP_'), ARRAY_FILTER_USE_KEY);
+        // Callers pass the same base every request: filter it once (an O(1) identity check after that).
+        if (self::$filteredBase === null || $base !== self::$filteredBase[0]) {
+            self::$filteredBase = [$base, array_filter($base, static fn ($key): bool => !is_string($key) || (!str_starts_with($key, 'HTTP_') && $key !== 'CONTENT_TYPE' && $key !== 'CONTENT_LENGTH'), ARRAY_FILTER_USE_KEY)];
+        }
+        $server = self::$filteredBase[1];
 
         $uri = parse_url($request->uri);
         $uri = is_array($uri) ? $uri : [];

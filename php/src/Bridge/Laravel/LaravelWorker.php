@@ -7,6 +7,7 @@ namespace Courser\Bridge\Laravel;
 use Courser\Bridge\Symfony\HttpFoundationBridge;
 use Courser\Debug\LeakDetector;
 use Courser\Exception\ProtocolException;
+use Courser\Http\Globals;
 use Courser\Http\HttpWorker;
 use Courser\Http\Request;
 use Illuminate\Contracts\Foundation\Application;
@@ -193,11 +194,15 @@ final class LaravelWorker
     }
 
     /**
-     * Converts a Courser request to Laravel's (an HttpFoundation request underneath).
+     * Converts a Courser request to Laravel's (an HttpFoundation request
+     * underneath), and fills the superglobals with it.
      */
     public function toLaravelRequest(Request $request): LaravelRequest
     {
-        $laravel = $this->bridge->toRequest($request, $this->baseServer, LaravelRequest::class);
+        // Superglobals too, for code that reads $_GET, $_POST, $_COOKIE, $_FILES, $_SERVER or $_REQUEST.
+        $server = Globals::server($request, $this->baseServer);
+        Globals::populate($request, null, $server);
+        $laravel = $this->bridge->toRequest($request, $this->baseServer, LaravelRequest::class, $server);
         \assert($laravel instanceof LaravelRequest);
 
         return $laravel;

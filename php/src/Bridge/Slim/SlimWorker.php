@@ -162,7 +162,8 @@ final class SlimWorker
     public function handle(Request $request): ResponseInterface
     {
         $server = Globals::server($request, $this->originalServer);
-        $_SERVER = $server;
+        // All six superglobals, for code that reads them.
+        Globals::populate($request, null, $server);
         $slimRequest = $this->toSlimRequest($request, $server);
         $response = $this->resetContainer($slimRequest, $server);
 

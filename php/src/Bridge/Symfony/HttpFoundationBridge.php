@@ -36,9 +36,10 @@ final class HttpFoundationBridge
      * Illuminate\Http\Request, which has the same constructor).
      *
      * @param array<array-key, mixed>      $baseServer the process's own $_SERVER, merged under the request's
-     * @param class-string<SymfonyRequest> $class
+     * @param class-string<SymfonyRequest>  $class
+     * @param array<array-key, mixed>|null $server the server params when the caller built them already
      */
-    public function toRequest(Request $request, array $baseServer = [], string $class = SymfonyRequest::class): SymfonyRequest
+    public function toRequest(Request $request, array $baseServer = [], string $class = SymfonyRequest::class, ?array $server = null): SymfonyRequest
     {
         return new $class(
             $request->query,
@@ -46,7 +47,7 @@ final class HttpFoundationBridge
             $request->attributes,
             $request->cookies,
             self::files($request->uploads),
-            Globals::server($request, $baseServer),
+            $server ?? Globals::server($request, $baseServer),
             $request->isParsed() ? '' : $request->body,
         );
     }

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Courser\Bridge\Symfony;
 
 use Courser\Debug\LeakDetector;
+use Courser\Http\Globals;
 use Courser\Http\HttpWorker;
 use Courser\Http\Request;
 use Symfony\Component\HttpFoundation\Request as SymfonyRequest;
@@ -28,9 +29,9 @@ use Symfony\Contracts\Service\ResetInterface;
  *  - the kernel itself, when it implements ResetInterface;
  *  - every extra ResetInterface given to the constructor or to addResettable().
  *
- * Nothing else is reset: static properties, globals other than $_SERVER
- * (HttpWorker::waitRequest() assigns it per request) and services that are
- * not tagged/listed keep their state across requests.
+ * Nothing else is reset: static properties, globals other than the
+ * superglobals (filled per request with Globals::populate()) and services
+ * that are not tagged/listed keep their state across requests.
  *
  * Responses: a plain Response is one frame. A BinaryFileResponse is read from
  * its file in chunks (honouring Range offsets set by prepare() and
@@ -170,7 +171,11 @@ final class SymfonyWorker
      */
     public function toSymfonyRequest(Request $request): SymfonyRequest
     {
-        return $this->bridge->toRequest($request, $this->baseServer);
+        // Superglobals too, for code that reads $_GET, $_POST, $_COOKIE, $_FILES, $_SERVER or $_REQUEST.
+        $server = Globals::server($request, $this->baseServer);
+        Globals::populate($request, null, $server);
+
+        return $this->bridge->toRequest($request, $this->baseServer, SymfonyRequest::class, $server);
     }
 
     /**

@@ -265,4 +265,22 @@ final class LaravelWorkerTest extends TestCase
         $new = array_slice(self::$worker->getLeakDetector()->reports(), $reported);
         self::assertSame([], $new, 'false leak reports');
     }
+
+    public function testSuperglobalsAreThisRequests(): void
+    {
+        $jar = ['theme' => 'dark'];
+        [$status, , $body] = $this->get('/globals?a=1&b[]=x', $jar);
+        self::assertSame(200, $status);
+        self::assertSame([
+            'get' => ['a' => '1', 'b' => ['x']],
+            'cookie' => ['theme' => 'dark'],
+            'request' => ['a' => '1', 'b' => ['x']],
+            'uri' => '/globals?a=1&b[]=x',
+            'method' => 'GET',
+        ], json_decode($body, true));
+
+        $none = [];
+        [, , $body] = $this->get('/globals', $none);
+        self::assertSame(['get' => [], 'cookie' => [], 'request' => [], 'uri' => '/globals', 'method' => 'GET'], json_decode($body, true));
+    }
 }
