@@ -84,7 +84,8 @@ pub enum SpawnError {
 /// Why a job failed. Every variant knows whether the job may run again elsewhere.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JobError {
-    /// Writing the job failed: the worker never received it.
+    /// The worker never received the job: writing it failed, or (pipes relay)
+    /// the worker exited with the whole job still unread in its pipe.
     #[error("worker {pid} could not receive the job ({detail})")]
     NotDelivered {
         /// The process id.
@@ -153,7 +154,8 @@ pub enum JobError {
 }
 
 impl JobError {
-    /// True when the worker provably never started the job, so it may run elsewhere.
+    /// True when the worker provably never started the job (it never received
+    /// it, or asked to stop instead), so it may run elsewhere.
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
