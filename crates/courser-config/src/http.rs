@@ -145,6 +145,10 @@ pub enum HttpCodec {
 pub struct HttpLimits {
     /// Time allowed to receive a request's headers (slowloris guard).
     pub read_header_timeout: Duration,
+    /// Time allowed to receive a request's whole body, counted from the end
+    /// of its headers (`http.read_timeout`; slow-body guard). RoadRunner's Go
+    /// server has a fixed 5 minute read timeout; this is the same default.
+    pub read_timeout: Duration,
     /// How long an idle keep-alive connection stays open.
     pub idle_timeout: Duration,
     /// Most request headers accepted.
@@ -157,6 +161,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             read_header_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(75),
             max_header_count: 100,
             max_header_size: 64 * 1024,
@@ -419,6 +424,10 @@ pub(crate) fn parse_extras(
             .duration("read_header_timeout", warnings)?
             .filter(|t| !t.is_zero())
             .unwrap_or(d.read_header_timeout),
+        read_timeout: s
+            .duration("read_timeout", warnings)?
+            .filter(|t| !t.is_zero())
+            .unwrap_or(d.read_timeout),
         idle_timeout: s
             .duration("idle_timeout", warnings)?
             .filter(|t| !t.is_zero())

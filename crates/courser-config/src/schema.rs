@@ -113,6 +113,7 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("http.trusted_subnets", Sup, Val),
     ("http.codec", Sup, Val),
     ("http.read_header_timeout", Sup, Val),
+    ("http.read_timeout", Sup, Val),
     ("http.idle_timeout", Sup, Val),
     ("http.max_header_count", Sup, Val),
     ("http.max_header_size", Sup, Val),

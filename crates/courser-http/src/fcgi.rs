@@ -195,16 +195,31 @@ where
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut out = BytesMut::with_capacity(64 * 1024);
     let limit = state.opts.max_request_size;
+    let limits = &state.opts.limits;
     loop {
         let mut pending: Option<Pending> = None;
+        // Between requests the connection may idle for idle_timeout; once a
+        // request begins, all of its records must arrive within
+        // read_header_timeout + read_timeout, so a stalled peer cannot hold
+        // the connection task for ever.
+        let mut deadline = tokio::time::Instant::now() + limits.idle_timeout;
         // Read records until a request is complete (params and stdin both ended).
         let req = loop {
             let record = match decode(&mut buf) {
                 Ok(Some(r)) => r,
-                Ok(None) => match fill(&mut io, &mut buf).await {
-                    Ok(true) => continue,
-                    _ => return,
-                },
+                Ok(None) => {
+                    match tokio::time::timeout_at(deadline, fill(&mut io, &mut buf)).await {
+                        Ok(Ok(true)) => continue,
+                        Ok(_) => return,
+                        Err(_) => {
+                            tracing::debug!(
+                                in_request = pending.is_some(),
+                                "fcgi: closing a connection that sent nothing in time"
+                            );
+                            return;
+                        }
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "fcgi: closing a connection that does not speak FastCGI");
                     return;
@@ -243,6 +258,9 @@ where
                     } else if role != ROLE_RESPONDER {
                         end_request(record.id, 0, status::UNKNOWN_ROLE, &mut out);
                     } else {
+                        deadline = tokio::time::Instant::now()
+                            + limits.read_header_timeout
+                            + limits.read_timeout;
                         pending = Some(Pending {
                             id: record.id,
                             keep: flags & KEEP_CONN != 0,

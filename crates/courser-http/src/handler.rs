@@ -2,7 +2,7 @@
 //! streamed), with every failure turned into a status code and a log line.
 
 use crate::headers::Headers;
-use crate::payload::{self, Codec, RequestMeta, ResponseContext, TempFiles, UploadOptions};
+use crate::payload::{self, Codec, ResponseContext, TempFiles, UploadOptions};
 use crate::server::ConnInfo;
 use crate::static_files::{StaticFiles, StaticOptions};
 use crate::{Body, HttpError, HttpOptions, TrustedProxies};
@@ -231,7 +231,9 @@ fn head_size<B>(req: &Request<B>) -> usize {
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
-/// A body that could not be read: over the limit (413) or broken (400).
+/// A body that could not be read: over the limit (413) or broken (400). Both
+/// close an HTTP/1 connection: the rest of the body is never read, so the
+/// next bytes on it cannot be trusted to start a request.
 fn body_error(limit: u64, err: &(dyn std::error::Error + 'static)) -> Response<Body> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -244,83 +246,24 @@ fn body_error(limit: u64, err: &(dyn std::error::Error + 'static)) -> Response<B
     }
     let detail = err.to_string();
     tracing::debug!(error = %detail, "http: reading the request body failed");
-    plain(StatusCode::BAD_REQUEST, "could not read the request body\n")
+    crate::guard::closing(StatusCode::BAD_REQUEST, "could not read the request body\n")
 }
 
-/// What the worker learns about the request (spec 3.2/3.3).
-fn request_meta(
-    parts: &http::request::Parts,
-    peer: std::net::SocketAddr,
-    tls: bool,
-) -> RequestMeta {
-    let protocol = match parts.version {
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_2 => "HTTP/2.0",
-        _ => "HTTP/1.1",
-    };
-    let mut headers: Vec<(String, Vec<String>)> = Vec::with_capacity(parts.headers.keys_len());
-    let mut cookie_values: Vec<&str> = Vec::new();
-    for name in parts.headers.keys() {
-        if name == http::header::HOST || name == http::header::TRANSFER_ENCODING {
-            continue;
-        }
-        let values: Vec<String> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect();
-        if name == http::header::COOKIE {
-            cookie_values.extend(
-                parts
-                    .headers
-                    .get_all(name)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok()),
-            );
-        }
-        headers.push((payload::canonical_header_name(name.as_str()), values));
-    }
-    let host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
-        .unwrap_or("");
-    let path_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut uri = String::with_capacity(host.len() + path_query.len() + 8);
-    uri.push_str(if tls { "https://" } else { "http://" });
-    uri.push_str(host);
-    uri.push_str(path_query);
-    uri.retain(|c| c != '\r' && c != '\n');
-    let mut raw_query = parts.uri.query().unwrap_or("").to_string();
-    raw_query.retain(|c| c != '\r' && c != '\n');
-    RequestMeta {
-        remote_addr: peer.ip().to_string(),
-        protocol,
-        method: parts.method.as_str().to_string(),
-        uri,
-        headers,
-        cookies: payload::cookies_from_header(&cookie_values),
-        raw_query,
-        parsed: false,
-        uploads: None,
-        attributes: Vec::new(),
-    }
+/// The body did not arrive within `http.read_timeout` (a slow or stalled
+/// client); no worker was taken for it.
+fn body_timeout(timeout: std::time::Duration) -> Response<Body> {
+    tracing::debug!(
+        timeout_ms = timeout.as_millis() as u64,
+        "http: the request body did not arrive in time; answering 408"
+    );
+    crate::guard::closing(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body did not arrive within http.read_timeout\n",
+    )
 }
 
 fn too_large(limit: u64) -> Response<Body> {
-    plain(
+    crate::guard::closing(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("request body larger than the limit of {limit} bytes (http.max_request_size)\n"),
     )
@@ -355,28 +298,41 @@ async fn serve<B: ReqBody>(
         ),
         None => conn.peer,
     };
-    let mut meta = request_meta(&parts, peer, conn.tls);
-    let content_type = parts
+    let mut meta = payload::request_meta(&parts, peer, conn.tls);
+    let raw_content_type = parts
         .headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    let content_type = raw_content_type.to_ascii_lowercase();
     let skip_body = parts.method == http::Method::HEAD || parts.method == http::Method::OPTIONS;
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    // The whole body is read before a worker is taken, under one deadline: a
+    // client trickling its body ties up only its own connection.
+    let read_timeout = state.opts.limits.read_timeout;
+    let deadline = tokio::time::Instant::now() + read_timeout;
     // Temp files of uploads live until the response is complete.
     let mut uploads: Option<TempFiles> = None;
     let body = if skip_body {
         Bytes::new()
     } else if !state.opts.raw_body && content_type.contains("multipart/form-data") {
-        let Some(boundary) = payload::multipart_boundary(&content_type) else {
+        // The boundary is case-sensitive (browsers send `----WebKitFormBoundary…`).
+        let Some(boundary) = payload::multipart_boundary(raw_content_type) else {
             return plain(
                 StatusCode::BAD_REQUEST,
                 "multipart body without a boundary\n",
             );
         };
         let stream = limited.into_data_stream();
-        match payload::parse_multipart(stream, &boundary, &state.upload_opts).await {
+        let parsed = tokio::time::timeout_at(
+            deadline,
+            payload::parse_multipart(stream, &boundary, &state.upload_opts),
+        )
+        .await;
+        let Ok(parsed) = parsed else {
+            return body_timeout(read_timeout);
+        };
+        match parsed {
             Ok(m) => {
                 let mut out = Vec::with_capacity(256);
                 payload::to_go_json(&m.data, &mut out);
@@ -388,9 +344,10 @@ async fn serve<B: ReqBody>(
             Err(e) => return body_error(limit, &e),
         }
     } else {
-        let raw = match limited.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => return body_error(limit, e.as_ref()),
+        let raw = match tokio::time::timeout_at(deadline, limited.collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => return body_error(limit, e.as_ref()),
+            Err(_) => return body_timeout(read_timeout),
         };
         if !state.opts.raw_body && content_type.contains("application/x-www-form-urlencoded") {
             match payload::parse_urlencoded(&raw) {

@@ -14,6 +14,7 @@ pub mod static_files;
 
 mod conn;
 mod fcgi;
+mod guard;
 mod handler;
 mod proxy;
 mod server;

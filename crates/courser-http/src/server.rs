@@ -1,6 +1,8 @@
 //! Listening, accepting and serving connections: HTTP/1.1 keep-alive and HTTP/2
 //! (h2c by prior knowledge), with header limits, a header-read timeout, an idle
-//! timeout and graceful shutdown.
+//! timeout, framing checks against request smuggling (`guard.rs`) and graceful
+//! shutdown. The body-read timeout is applied where the body is read
+//! (`handler.rs`), before a worker is taken.
 
 use crate::conn::{Activity, TrackedIo};
 use crate::handler::{self, State};
@@ -303,6 +305,12 @@ async fn serve_connection<S>(
         let conn = conn.clone();
         async move {
             let _busy = activity.busy();
+            if let Some(refused) = crate::guard::framing_error(&req) {
+                if let Some(observe) = &state.opts.observer {
+                    observe(refused.status().as_u16(), Duration::ZERO);
+                }
+                return Ok(refused);
+            }
             Ok::<_, std::convert::Infallible>(handler::handle(state, req, conn).await)
         }
     });

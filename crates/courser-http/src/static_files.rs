@@ -477,6 +477,10 @@ fn extension(name: &str) -> Option<String> {
 /// Percent-decodes the URI path once and checks each segment.
 fn request_path(raw: &str) -> RequestPath {
     let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    // A `..` anywhere is a traversal attempt, whatever else the path holds.
+    if decoded.split(|&b| b == b'/').any(|s| s == b"..") {
+        return RequestPath::Traversal;
+    }
     let Ok(decoded) = String::from_utf8(decoded) else {
         return RequestPath::Unservable;
     };
@@ -484,7 +488,6 @@ fn request_path(raw: &str) -> RequestPath {
     for segment in decoded.split('/') {
         match segment {
             "" | "." => continue,
-            ".." => return RequestPath::Traversal,
             s if s.contains(|c: char| c == '\\' || c.is_control()) => {
                 return RequestPath::Unservable
             }
@@ -714,6 +717,10 @@ mod tests {
             ("/a%0a.txt", RequestPath::Unservable),
             ("/%ff.txt", RequestPath::Unservable),
             ("/a..b.txt", rel("a..b.txt")),
+            // A `..` wins over an unservable segment before it.
+            ("/%00/../x", RequestPath::Traversal),
+            ("/a\\b/../x", RequestPath::Traversal),
+            ("/%ff/../x", RequestPath::Traversal),
         ];
         for (input, want) in cases {
             assert_eq!(&request_path(input), want, "{input}");

@@ -17,6 +17,7 @@ mod headers;
 mod json;
 mod multipart;
 mod proto;
+mod request;
 mod tree;
 
 pub use headers::{canonical_header_name, cookies_from_header};
@@ -25,6 +26,7 @@ pub use multipart::{
     multipart_boundary, parse_multipart, Multipart, TempFiles, UploadOptions,
     DEFAULT_MAX_PART_FIELDS_BYTES, MAX_PARTS,
 };
+pub use request::request_meta;
 pub use tree::{parse_urlencoded, DataTree, MAX_DEPTH};
 
 use courser_frame::flags;

@@ -150,7 +150,8 @@ impl Drop for TempFiles {
 }
 
 /// The boundary from a `multipart/form-data` Content-Type; `None` for other
-/// types or when it has no boundary.
+/// types or when it has no boundary. Pass the header as received: the type is
+/// matched case-insensitively but the boundary is case-sensitive.
 pub fn multipart_boundary(content_type: &str) -> Option<String> {
     multer::parse_boundary(content_type).ok()
 }
@@ -679,6 +680,23 @@ mod tests {
         assert_eq!(d(r#"form-data; name="a"#), None);
         assert_eq!(d(r#"form-data; name"#), None);
         assert_eq!(d("form-data"), some("", None));
+    }
+
+    #[test]
+    fn boundaries_keep_their_case() {
+        assert_eq!(
+            multipart_boundary(
+                "Multipart/Form-Data; boundary=----WebKitFormBoundary7MA4YWxkTrZu0gW"
+            )
+            .as_deref(),
+            Some("----WebKitFormBoundary7MA4YWxkTrZu0gW")
+        );
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=\"A b\"").as_deref(),
+            Some("A b")
+        );
+        assert_eq!(multipart_boundary("text/plain; boundary=x"), None);
+        assert_eq!(multipart_boundary("multipart/form-data"), None);
     }
 
     #[test]
