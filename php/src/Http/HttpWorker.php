@@ -72,11 +72,14 @@ final class HttpWorker
     /** Whether frames of the final response may have gone out: a stream has begun. */
     private bool $streaming = false;
 
-    /** @var (\Closure(array{type: int, message: string, file: string, line: int}|null): ?string)|null */
+    /** @var (\Closure(array{type: int, message: string, file: string, line: int}|null): mixed)|null */
     private ?\Closure $shutdownHandler = null;
 
     /** @var (\Closure(string): string)|null */
     private ?\Closure $mapPaths = null;
+
+    /** "exit() ... while handling GET /x" while the process is going down with a request in flight. */
+    private ?string $abandoned = null;
 
     public function __construct(private readonly Worker $worker)
     {
@@ -156,13 +159,12 @@ final class HttpWorker
      * The handler is called from a shutdown function, after the
      * application's own shutdown functions, with the fatal error
      * (error_get_last()) or null for exit(). It should answer the request
-     * with respond() or error() and return a few words for the log line,
-     * such as "the response the script produced (302) was sent". When it
-     * returns without answering, or throws, the worker sends the 500 as
-     * usual. Output buffers are the handler's to deal with. Pass null to
-     * restore the default.
+     * with respond() (the log line then says "the response it produced
+     * (302) was sent") or error(). When it returns without answering, or
+     * throws, the worker sends the 500 as usual. Output buffers are the
+     * handler's to deal with. Pass null to restore the default.
      *
-     * @param (\Closure(array{type: int, message: string, file: string, line: int}|null): ?string)|null $handler
+     * @param (\Closure(array{type: int, message: string, file: string, line: int}|null): mixed)|null $handler
      * @param (\Closure(string): string)|null $mapPaths rewrites file paths in the log line (for code
      *                                                 that runs from rewritten copies)
      */
@@ -224,6 +226,10 @@ final class HttpWorker
             $this->streaming = $this->streaming || !is_string($body) || !$endOfStream;
         }
 
+        if ($final && $this->abandoned !== null) {
+            $this->announce(sprintf('the response it produced (%d) was sent', $status));
+        }
+
         if (is_string($body)) {
             if ($endOfStream) {
                 $this->worker->respond(new Payload($body, $context), $codec);
@@ -254,6 +260,7 @@ final class HttpWorker
      */
     public function error(string $message): void
     {
+        $this->announce('an error was reported to the server');
         $this->worker->error($message);
         $this->end();
     }
@@ -333,6 +340,10 @@ final class HttpWorker
     /**
      * Ends the request in flight as the process goes down, and logs why.
      *
+     * The log line goes out just before the frame that ends the response:
+     * once the server has that frame it may hand the worker's slot to
+     * another request, find the input closed, and kill the process.
+     *
      * @param array{type: int, message: string, file: string, line: int}|null $fatal
      */
     private function abandon(?array $fatal): void
@@ -344,19 +355,18 @@ final class HttpWorker
             $what = 'exit() or die() was called'
                 . (self::$exitLocation !== null ? sprintf(' at %s:%d', self::$exitLocation[0], self::$exitLocation[1]) : '');
         }
+        $this->abandoned = sprintf('%s while handling %s', $what, $where);
 
         // From now on the server cannot hand this worker another request: a pipe
         // without a reader fails the write, and the server runs that request on
         // another worker instead of waiting for this one to exit.
         self::closeInput();
 
-        $outcome = null;
         if ($this->shutdownHandler !== null) {
             try {
-                $outcome = ($this->shutdownHandler)($fatal);
+                ($this->shutdownHandler)($fatal);
             } catch (\Throwable $e) {
                 self::log('courser: the shutdown handler failed: ' . strtok($e->getMessage(), "\n"));
-                $outcome = null;
             }
         }
 
@@ -367,19 +377,29 @@ final class HttpWorker
             }
             try {
                 if ($this->streaming) {
+                    $this->announce('the streamed response was cut short');
                     $this->error(sprintf('%s while streaming the response to %s', $fatal !== null ? 'a fatal error' : 'exit()', $where));
-                    $outcome = 'the streamed response was cut short';
                 } else {
+                    $this->announce('the response is 500');
                     $this->respond(500, "Internal Server Error\n", ['Content-Type' => ['text/plain; charset=utf-8']]);
-                    $outcome = 'the response is 500';
                 }
             } catch (\Throwable) {
                 // The relay is gone (the server went away): nobody to answer.
-                return;
             }
         }
+        $this->announce('no response was sent');
+    }
 
-        $line = sprintf('courser: %s while handling %s; %s and this worker will be replaced', $what, $where, $outcome ?? 'the response was sent');
+    /**
+     * Writes the line about the abandoned request, once.
+     */
+    private function announce(string $outcome): void
+    {
+        if ($this->abandoned === null) {
+            return;
+        }
+        $line = sprintf('courser: %s; %s and this worker will be replaced', $this->abandoned, $outcome);
+        $this->abandoned = null;
         self::log($this->mapPaths !== null ? ($this->mapPaths)($line) : $line);
     }
 

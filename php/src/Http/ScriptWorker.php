@@ -95,9 +95,6 @@ final class ScriptWorker
 
     private bool $responded = false;
 
-    /** The status of the response that went out. */
-    private int $finalStatus = 0;
-
     /** @var array<array-key, mixed>|null the worker's globals before the first request */
     private ?array $globals = null;
 
@@ -290,7 +287,6 @@ final class ScriptWorker
         $this->streaming = false;
         $this->sent = null;
         $this->responded = false;
-        $this->finalStatus = 0;
 
         Globals::populate($request, $this->requestOrder);
         $server = $_SERVER;
@@ -405,12 +401,10 @@ final class ScriptWorker
         if (!$this->responded) {
             $this->responded = true;
             if ($this->streaming && $this->sent !== null) {
-                $this->finalStatus = $this->sent[0];
                 $this->http->respond($this->sent[0], $this->pending, $this->sent[1]);
             } else {
                 $headers = $context->send();
-                $this->finalStatus = self::status();
-                $this->http->respond($this->finalStatus, $this->pending, $headers);
+                $this->http->respond(self::status(), $this->pending, $headers);
             }
             $this->pending = '';
         }
@@ -571,10 +565,10 @@ final class ScriptWorker
      *
      * @param array{type: int, message: string, file: string, line: int}|null $fatal
      */
-    private function onShutdown(?array $fatal): ?string
+    private function onShutdown(?array $fatal): void
     {
         if ($this->request === null) {
-            return null;
+            return;
         }
         if ($fatal !== null && \http_response_code() === 200) {
             \http_response_code(500);
@@ -584,8 +578,6 @@ final class ScriptWorker
         } finally {
             $this->reset(false);
         }
-
-        return sprintf('the response the script produced (%d) was sent', $this->finalStatus);
     }
 
     /**

@@ -178,7 +178,7 @@ final class ScriptWorkerProcessTest extends TestCase
         self::assertSame(0, $code);
         self::assertSame('', $stdout);
         self::assertStringContainsString(sprintf(
-            "courser: exit() or die() was called at %s:7 while handling GET /; the response the script produced (302) was sent and this worker will be replaced\n",
+            "courser: exit() or die() was called at %s:7 while handling GET /; the response it produced (302) was sent and this worker will be replaced\n",
             realpath(self::APP . '/lib/auth.php'),
         ), $stderr);
     }
@@ -202,7 +202,7 @@ final class ScriptWorkerProcessTest extends TestCase
         self::assertSame(255, $code);
         $script = preg_quote(realpath(self::APP . '/public/index.php'), '#');
         self::assertMatchesRegularExpression(
-            "#courser: a fatal error: Cannot redeclare declared_below\\(\\) \\(previously declared in {$script}:\\d+\\) in {$script}\\(\\d+\\) : eval\\(\\)'d code:1, while handling GET /; the response the script produced \\(500\\) was sent and this worker will be replaced\n#",
+            "#courser: a fatal error: Cannot redeclare declared_below\\(\\) \\(previously declared in {$script}:\\d+\\) in {$script}\\(\\d+\\) : eval\\(\\)'d code:1, while handling GET /; the response it produced \\(500\\) was sent and this worker will be replaced\n#",
             $stderr,
             'the cached copies are named by their originals',
         );
