@@ -304,7 +304,7 @@ final class ScriptWorker
         $_SERVER = $server;
 
         \http_response_code(200);
-        if (function_exists('session_status') && \session_status() === PHP_SESSION_NONE) {
+        if (function_exists('session_status') && \session_status() === PHP_SESSION_NONE && !\headers_sent()) {
             $name = (string) \session_name();
             $id = $request->cookies[$name] ?? '';
             \session_id($id);

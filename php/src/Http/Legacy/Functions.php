@@ -296,7 +296,7 @@ final class Functions
     public static function session_start(array $options = []): bool
     {
         $context = Context::current();
-        if (\session_status() !== PHP_SESSION_ACTIVE) {
+        if (\session_status() !== PHP_SESSION_ACTIVE && !\headers_sent()) {
             $name = isset($options['name']) && is_string($options['name']) ? $options['name'] : \session_name();
             if ($name !== false && \session_id() === $context->initialSessionId) {
                 // The script did not choose an id itself: use this request's cookie for this name.
