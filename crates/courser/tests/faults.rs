@@ -478,6 +478,11 @@ fn a_worker_that_cannot_boot_backs_off_while_the_others_serve() {
     // One worker dies; its replacements cannot boot. The other keeps serving.
     let victim = f.workers()[0];
     assert!(kill9(victim));
+    // The load starts once the server has reaped it: a request sent to a worker
+    // as it dies is the kill scenario's subject, not this one's.
+    assert!(wait_for(Duration::from_secs(5), || !f
+        .workers()
+        .contains(&victim)));
     let r = Load::start(f.s.port, 2, Duration::from_secs(3), false, |_, _| {
         "/sleep?ms=2".to_string()
     })
