@@ -336,12 +336,20 @@ impl Pool {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut w = inner.acquire(deadline).await?;
+            let mut taken = Taken {
+                inner,
+                worker: Some(inner.acquire(deadline).await?),
+                sent: false,
+            };
             let mut clock = JobClock::start(&inner.cfg);
-            let first = match w.start_job(&payload).await {
-                Ok(()) => read_reply(&mut w, &mut clock, &inner.name, label.as_deref()).await,
+            let first = match taken.worker().start_job(&payload).await {
+                Ok(()) => {
+                    taken.sent = true;
+                    read_reply(taken.worker(), &mut clock, &inner.name, label.as_deref()).await
+                }
                 Err(e) => Err(e),
             };
+            let w = taken.hand_back();
             match first {
                 Ok(reply) => {
                     let mut job = Job {
@@ -544,6 +552,77 @@ async fn read_within(w: &mut Worker, exec_deadline: Option<Instant>) -> Result<R
                 Err(JobError::ExecTtl { pid: w.pid() })
             }
         },
+    }
+}
+
+/// A worker taken for a job whose first reply the caller awaits. If the caller's
+/// future is dropped before that (the HTTP client went away), the worker is not
+/// killed with it: a job it never received leaves it as it was (a half-written
+/// frame would not: it is disposed of); a job it received is finished in the
+/// background, its reply read and dropped (a stream cancelled), before the
+/// worker goes back to the idle stack. A worker that does not finish within
+/// `stream_timeout` (or `exec_ttl`, when shorter) is disposed of.
+struct Taken<'a> {
+    inner: &'a Arc<Inner>,
+    worker: Option<Worker>,
+    /// The job frame was written completely.
+    sent: bool,
+}
+
+impl Taken<'_> {
+    fn worker(&mut self) -> &mut Worker {
+        self.worker
+            .as_mut()
+            .expect("a taken worker stays until it is handed back")
+    }
+
+    /// The worker, for the caller to release; disarms the guard.
+    fn hand_back(mut self) -> Worker {
+        self.worker
+            .take()
+            .expect("a taken worker stays until it is handed back")
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let Some(mut w) = self.worker.take() else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let writing = w.info().job_running_for().is_some() && !self.sent;
+        if writing {
+            // Cancelled in the middle of writing the job frame: the relay is out of step.
+            w.info().set_state(State::Invalid);
+            inner.release(w, false);
+            return;
+        }
+        if !self.sent {
+            inner.release(w, true);
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            inner.release(w, false);
+            return;
+        };
+        let limit = match inner.cfg.supervisor.exec_ttl {
+            Some(ttl) => ttl.min(inner.cfg.stream_timeout),
+            None => inner.cfg.stream_timeout,
+        };
+        rt.spawn(async move {
+            let finish = async {
+                match w.next_reply().await {
+                    Ok(Reply::Final(_)) => true,
+                    Ok(Reply::Chunk(_)) => w.cancel_stream(limit).await.is_ok(),
+                    Err(_) => false,
+                }
+            };
+            let ok = tokio::time::timeout(limit, finish).await.unwrap_or(false);
+            if !ok {
+                tracing::warn!(pool = %inner.name, pid = w.pid(), "a worker did not finish a job its caller gave up on; replacing it");
+            }
+            inner.release(w, ok);
+        });
     }
 }
 

@@ -125,6 +125,28 @@ async fn dropping_a_stream_stops_it_and_keeps_the_worker() {
 }
 
 #[tokio::test]
+async fn a_caller_that_gives_up_mid_job_does_not_cost_the_worker() {
+    let pool = Pool::start("test", cfg(1), spec(RelayMode::Pipes, &[]))
+        .await
+        .expect("start");
+    let pid = pid_of(&pool).await;
+    // The caller (an HTTP client that went away) drops the job while the worker runs it.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(100), pool.exec(job("sleep:300"))).await;
+    assert!(gave_up.is_err(), "the job should still have been running");
+    // The worker finishes the job in the background and serves the next one.
+    assert_eq!(pid_of(&pool).await, pid);
+    // Nothing is left in flight: a graceful stop does not wait out its grace period.
+    let t = Instant::now();
+    pool.stop(Duration::from_secs(5)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn worker_initiated_stop_reruns_the_job_elsewhere() {
     let dir = tempfile::tempdir().expect("tempdir");
     let marker = dir.path().join("stopped");
