@@ -53,8 +53,11 @@ fn php_like(name: &str) -> bool {
 
 /// Checks every upload leaf; returns how many have a temp file.
 fn check_leaves(v: &Value, files: &[&Path]) -> usize {
-    let Value::Object(map) = v else {
-        panic!("upload tree node is not an object: {v}");
+    let map = match v {
+        Value::Object(map) => map,
+        // `f[]` names make lists.
+        Value::Array(items) => return items.iter().map(|i| check_leaves(i, files)).sum(),
+        other => panic!("upload tree node is neither an object nor a list: {other}"),
     };
     if let Some(Value::String(tmp)) = map.get("tmpName") {
         let name = map["name"].as_str().expect("name");

@@ -18,11 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A server on the hostile worker, one PHP process, with tight limits:
-/// `max_request_size` 1 MB, one second for heads and for bodies. Header
-/// limits are left at their defaults on purpose. `extra` is more `http`
-/// lines (two-space indent, `{dir}` is the server's temp dir); `setup` runs
-/// on the temp dir before the server starts.
+/// `http.max_request_size` of 1 MB, for the `extra` of most tests.
+const ONE_MB: &str = "  max_request_size: 1\n";
+
+/// A server on the hostile worker, one PHP process, one second for heads and
+/// for bodies, two for idle connections. Size limits are left at their
+/// defaults unless `extra` sets them. `extra` is more `http` lines (two-space
+/// indent, `{dir}` is the server's temp dir); `setup` runs on the temp dir
+/// before the server starts.
 struct Hostile {
     s: Server,
     php_log: PathBuf,
@@ -36,7 +39,7 @@ impl Hostile {
                 setup(dir);
                 format!(
                     "version: \"3\"\nserver:\n  command: \"php {w}\"\n  env:\n    HOSTILE_LOG: \"{d}/php.log\"\n\
-                     http:\n  address: 127.0.0.1:{port}\n  max_request_size: 1\n  read_header_timeout: 1s\n  read_timeout: 1s\n  idle_timeout: 2s\n{extra}\
+                     http:\n  address: 127.0.0.1:{port}\n  read_header_timeout: 1s\n  read_timeout: 1s\n  idle_timeout: 2s\n{extra}\
                      \x20 pool:\n    num_workers: 1\n    allocate_timeout: 5s\n    destroy_timeout: 2s\n\
                      logs:\n  level: info\nendure:\n  grace_period: 2s\n",
                     w = worker.display(),
@@ -197,7 +200,7 @@ fn report(case: &str, sent: &str, seen: &str) {
 
 #[test]
 fn malformed_request_lines_and_heads_get_400_and_never_reach_php() {
-    let h = Hostile::start("", |_| {});
+    let h = Hostile::start(ONE_MB, |_| {});
     let cases: &[(&str, &[u8], u16)] = &[
         (
             "TLS ClientHello on the plain port",
@@ -294,8 +297,9 @@ fn malformed_request_lines_and_heads_get_400_and_never_reach_php() {
 }
 
 #[test]
-fn oversized_uris_and_heads_are_refused_by_default() {
-    // No header limits configured: the defaults (64 KB, 100 headers) hold.
+fn sizes_of_heads_and_bodies_are_bounded_by_default() {
+    // No size limits configured: the defaults (64 KB heads, 100 headers,
+    // 1000 MB bodies) hold.
     let h = Hostile::start("", |_| {});
     let long_uri = format!(
         "GET /marker-uri{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -329,7 +333,24 @@ fn oversized_uris_and_heads_are_refused_by_default() {
     let some = format!("GET /fits HTTP/1.1\r\nHost: x\r\n{some}Connection: close\r\n\r\n");
     assert_eq!(statuses(&exchange(h.port(), some.as_bytes())), [200]);
 
-    for m in ["marker-uri", "marker-huge", "marker-many"] {
+    // No max_request_size either: RoadRunner's default, 1000 MB, holds.
+    let r = exchange(
+        h.port(),
+        b"POST /marker-default-body HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576001\r\n\r\n",
+    );
+    assert_eq!(statuses(&r), [413], "{}", String::from_utf8_lossy(&r));
+    report(
+        "body over the default limit",
+        "Content-Length: 1000 MB + 1",
+        "413",
+    );
+
+    for m in [
+        "marker-uri",
+        "marker-huge",
+        "marker-many",
+        "marker-default-body",
+    ] {
         h.assert_not_in_php(m, m);
     }
     h.assert_serving("oversized heads");
@@ -369,7 +390,7 @@ fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
 
 #[test]
 fn bodies_over_max_request_size_get_413_and_never_reach_php() {
-    let h = Hostile::start("", |_| {});
+    let h = Hostile::start(ONE_MB, |_| {});
     let two_mb = vec![b'z'; 2 << 20];
     // Declared too large: refused from the head, before any body byte.
     let r = exchange(
@@ -509,9 +530,10 @@ fn trickle(
 
 #[test]
 fn slow_heads_and_slow_bodies_are_cut_off_without_holding_the_worker() {
-    let h = Hostile::start("  uploads:\n    dir: \"{dir}/uploads\"\n", |d| {
-        std::fs::create_dir(d.join("uploads")).expect("uploads dir")
-    });
+    let h = Hostile::start(
+        &format!("{ONE_MB}  uploads:\n    dir: \"{{dir}}/uploads\"\n"),
+        |d| std::fs::create_dir(d.join("uploads")).expect("uploads dir"),
+    );
     let port = h.port();
     let tick = Duration::from_millis(100);
     type Case = (&'static str, Vec<u8>, Vec<u8>);
@@ -613,7 +635,7 @@ fn slow_heads_and_slow_bodies_are_cut_off_without_holding_the_worker() {
 
 #[test]
 fn a_silent_connection_is_closed() {
-    let h = Hostile::start("", |_| {});
+    let h = Hostile::start(ONE_MB, |_| {});
     let mut s = TcpStream::connect(("127.0.0.1", h.port())).expect("connect");
     let started = Instant::now();
     let (got, closed) = read_until_closed(&mut s, Duration::from_secs(6));
@@ -640,7 +662,7 @@ fn a_silent_connection_is_closed() {
 
 #[test]
 fn smuggling_attempts_are_refused_and_nothing_hidden_reaches_php() {
-    let h = Hostile::start("", |_| {});
+    let h = Hostile::start(ONE_MB, |_| {});
     // Every case hides `GET /smuggled-N` after what a lenient parser would
     // take as the end of the first request.
     let hidden =
@@ -1081,4 +1103,73 @@ fn upload_extension_bypasses_get_error_8_and_uploads_are_private() {
         "upload temp files left behind"
     );
     h.assert_serving("uploads");
+}
+
+// 7. A stalled FastCGI peer --------------------------------------------------------------------
+
+/// One FastCGI record.
+fn fcgi_record(kind: u8, id: u16, content: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(content.len()).expect("short record");
+    let mut out = vec![1, kind];
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(content);
+    out
+}
+
+#[test]
+fn a_stalled_fastcgi_peer_is_disconnected() {
+    let fcgi_port = common::free_port();
+    let h = Hostile::start(
+        &format!("  fcgi:\n    address: tcp://127.0.0.1:{fcgi_port}\n"),
+        |_| {},
+    );
+    let before = h.php_requests().len();
+    // A request that begins (BEGIN_REQUEST, keep-conn) and never goes on:
+    // cut after read_header_timeout + read_timeout (2 s).
+    let mut s = TcpStream::connect(("127.0.0.1", fcgi_port)).expect("connect");
+    s.write_all(&fcgi_record(1, 1, &[0, 1, 1, 0, 0, 0, 0, 0]))
+        .expect("begin");
+    let started = Instant::now();
+    let (got, closed) = read_until_closed(&mut s, Duration::from_secs(6));
+    let elapsed = started.elapsed();
+    assert!(
+        closed && got.is_empty(),
+        "stalled request: {got:?} closed={closed}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1800) && elapsed < Duration::from_millis(4000),
+        "stalled FastCGI request cut after {elapsed:?}; expected about 2 s"
+    );
+    report(
+        "stalled FastCGI request",
+        "BEGIN_REQUEST, then nothing",
+        &format!("closed after {elapsed:.1?}"),
+    );
+    // A connection that sends nothing: cut after idle_timeout (2 s).
+    let mut s = TcpStream::connect(("127.0.0.1", fcgi_port)).expect("connect");
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(6));
+    let elapsed = started.elapsed();
+    assert!(
+        closed,
+        "a silent FastCGI connection is still open after 6 s"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1800) && elapsed < Duration::from_millis(4000),
+        "silent FastCGI connection cut after {elapsed:?}; idle_timeout is 2 s"
+    );
+    report(
+        "silent FastCGI connection",
+        "connect, send nothing",
+        &format!("closed after {elapsed:.1?}"),
+    );
+    assert_eq!(
+        h.php_requests().len(),
+        before,
+        "a stalled FastCGI request reached PHP: {}",
+        h.php_log()
+    );
+    h.assert_serving("stalled FastCGI");
 }
