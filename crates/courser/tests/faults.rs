@@ -149,13 +149,12 @@ fn kill_9_random_workers_every_100ms_under_load() {
         &[],
         "    num_workers: 4\n    allocate_timeout: 20s\n    destroy_timeout: 2s\n",
     );
-    // What a client sees when the worker running its request is killed: a clear
+    // What a client sees when the worker running its POST is killed: a clear
     // 500 on a connection that stays usable.
     let pidfile = f.s.dir.path().join("busy.pid");
     let path = format!("/sleep?ms=5000&pidfile={}", pidfile.display());
     let mut conn = KeepAlive::new(f.s.port);
-    let killer = {
-        let pidfile = pidfile.clone();
+    let killer = |pidfile: std::path::PathBuf| {
         std::thread::spawn(move || {
             let pid = wait_for(Duration::from_secs(10), || pidfile.exists())
                 .then(|| std::fs::read_to_string(&pidfile).ok())
@@ -164,7 +163,32 @@ fn kill_9_random_workers_every_100ms_under_load() {
             (pid, Instant::now(), pid.is_some_and(kill9))
         })
     };
-    let seen = conn.get(&path);
+    // A GET (a safe method) whose worker is killed is run again on another
+    // worker: the client gets its 200 from the second worker.
+    let get_pidfile = f.s.dir.path().join("busy-get.pid");
+    let get_killer = killer(get_pidfile.clone());
+    let retried = conn.get(&format!("/sleep?ms=1500&pidfile={}", get_pidfile.display()));
+    let (first, _, killed) = get_killer.join().expect("killer thread");
+    assert!(killed, "could not kill the busy worker {first:?}");
+    let second = std::fs::read_to_string(&get_pidfile)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    assert_eq!(
+        status_of(&retried),
+        200,
+        "a killed GET was not re-run: {retried:?}"
+    );
+    assert!(
+        second.is_some() && second != first,
+        "the GET was not re-run on another worker ({first:?} then {second:?})"
+    );
+    println!(
+        "fault kill-busy-worker (GET): worker {first:?} killed mid-request, the request ran again on worker {second:?} and the client got 200"
+    );
+    assert!(f.back_to(4, Duration::from_secs(15)), "pool not back to 4");
+
+    let killer = killer(pidfile.clone());
+    let seen = conn.send("POST", &path);
     let answered = Instant::now();
     let (pid, killed_at, killed) = killer.join().expect("killer thread");
     assert!(killed, "could not kill the busy worker {pid:?}");
@@ -188,7 +212,7 @@ fn kill_9_random_workers_every_100ms_under_load() {
         Seen::Dropped(e) => e.clone(),
     };
     println!(
-        "fault kill-busy-worker: the client saw {} {body:?} {lag:.1?} after kill -9, and its connection stayed usable",
+        "fault kill-busy-worker (POST): the client saw {} {body:?} {lag:.1?} after kill -9, and its connection stayed usable",
         status_of(&seen)
     );
     assert!(f.back_to(4, Duration::from_secs(15)), "pool not back to 4");

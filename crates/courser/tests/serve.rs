@@ -171,6 +171,13 @@ fn crashes_errors_and_stdout_garbage_fail_one_request_only() {
         log.contains("crashed while running the job (exit code 9)"),
         "{log}"
     );
+    // A GET whose worker crashed runs once more on another worker, and only once.
+    assert_eq!(
+        log.matches("crashed before answering; running this GET request again on another worker")
+            .count(),
+        1,
+        "{log}"
+    );
     assert!(log.contains("deliberate failure"), "{log}");
     assert!(
         log.contains("Hello from PHP") && log.contains("STDERR"),

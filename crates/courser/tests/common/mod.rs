@@ -307,7 +307,13 @@ impl KeepAlive {
     /// Sends `GET path` on the connection (opening one if needed) and reads
     /// the whole response.
     pub fn get(&mut self, path: &str) -> Seen {
-        match self.try_get(path) {
+        self.send("GET", path)
+    }
+
+    /// Sends `METHOD path` with an empty body on the connection (opening one
+    /// if needed) and reads the whole response.
+    pub fn send(&mut self, method: &str, path: &str) -> Seen {
+        match self.try_get(method, path) {
             Ok((status, body, keep)) => {
                 if !keep {
                     self.conn = None;
@@ -321,7 +327,7 @@ impl KeepAlive {
         }
     }
 
-    fn try_get(&mut self, path: &str) -> std::io::Result<(u16, Vec<u8>, bool)> {
+    fn try_get(&mut self, method: &str, path: &str) -> std::io::Result<(u16, Vec<u8>, bool)> {
         use std::io::BufRead;
         if self.conn.is_none() {
             let s = TcpStream::connect(("127.0.0.1", self.port))?;
@@ -334,7 +340,11 @@ impl KeepAlive {
         let Some(r) = self.conn.as_mut() else {
             return Err(bad("no connection"));
         };
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let req = if method == "GET" {
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        } else {
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+        };
         r.get_mut().write_all(req.as_bytes())?;
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
