@@ -2,19 +2,25 @@
 //! is being served, for the idle keep-alive timeout.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Last activity and requests in flight on one connection.
+///
+/// Moving bytes only sets a flag (no clock read on the I/O path); the idle
+/// check, run on the connection's tick, turns it into a time. Idle time is
+/// thus counted from the first tick that saw no activity, at most one tick
+/// (1 s) late.
 #[derive(Clone)]
 pub(crate) struct Activity(Arc<Inner>);
 
 struct Inner {
     start: Instant,
     last_ms: AtomicU64,
+    moved: AtomicBool,
     busy: AtomicUsize,
 }
 
@@ -23,20 +29,24 @@ impl Activity {
         Activity(Arc::new(Inner {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
+            moved: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
         }))
     }
     fn touch(&self) {
-        self.0
-            .last_ms
-            .store(self.0.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.0.moved.store(true, Ordering::Relaxed);
     }
-    /// Time since bytes last moved; zero while a request is being served.
+    /// Time since bytes last moved (as seen by the previous call); zero while a
+    /// request is being served.
     pub(crate) fn idle_for(&self) -> Duration {
-        if self.0.busy.load(Ordering::Acquire) > 0 {
+        let now = self.0.start.elapsed();
+        if self.0.moved.swap(false, Ordering::Relaxed) || self.0.busy.load(Ordering::Acquire) > 0 {
+            self.0
+                .last_ms
+                .store(now.as_millis() as u64, Ordering::Relaxed);
             return Duration::ZERO;
         }
-        self.0.start.elapsed().saturating_sub(Duration::from_millis(
+        now.saturating_sub(Duration::from_millis(
             self.0.last_ms.load(Ordering::Relaxed),
         ))
     }

@@ -8,6 +8,7 @@ use crate::conn::{Activity, TrackedIo};
 use crate::handler::{self, State};
 use crate::{HttpError, HttpOptions};
 use courser_pool::Pool;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::net::SocketAddr;
@@ -315,11 +316,22 @@ async fn serve_connection<S>(
         }
     });
     // gzip, brotli and zstd by Accept-Encoding (RoadRunner's `gzip` middleware has gzip only).
-    let layer = tower_http::compression::CompressionLayer::new()
-        .gzip(compress)
-        .br(compress)
-        .zstd(compress);
-    let svc = hyper_util::service::TowerToHyperService::new(tower::Layer::layer(&layer, inner));
+    // Without compression the layer is left out: it would only inspect headers
+    // and wrap every response body (bench/README.md).
+    let svc = if compress {
+        let layer = tower_http::compression::CompressionLayer::new()
+            .gzip(true)
+            .br(true)
+            .zstd(true);
+        let compressed = tower::ServiceExt::map_response(
+            tower::Layer::layer(&layer, inner),
+            |r: http::Response<_>| r.map(|b| b.map_err(std::io::Error::other).boxed()),
+        );
+        tower::util::Either::Left(compressed)
+    } else {
+        tower::util::Either::Right(inner)
+    };
+    let svc = hyper_util::service::TowerToHyperService::new(svc);
     let b = builder(&state.opts);
     let conn = b.serve_connection(io, svc);
     tokio::pin!(conn);
