@@ -336,8 +336,12 @@ async fn serve_connection<S>(
     let conn = b.serve_connection(io, svc);
     tokio::pin!(conn);
     let idle_timeout = state.opts.limits.idle_timeout;
+    // Idle time is seen up to two ticks late (activity is only a flag that a
+    // tick turns into a time, and tick gaps can measure a hair under the
+    // period), so a tick is a quarter of the timeout: a connection closes
+    // within 1.5 × idle_timeout (at most idle_timeout + 2 s).
     let mut tick = tokio::time::interval(
-        idle_timeout
+        (idle_timeout / 4)
             .min(Duration::from_secs(1))
             .max(Duration::from_millis(100)),
     );
