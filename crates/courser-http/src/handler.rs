@@ -379,36 +379,24 @@ async fn serve<B: ReqBody>(
         body,
     };
     // A request with a safe method (GET, HEAD, OPTIONS: RFC 9110 9.2.1) whose
-    // worker crashed before answering anything is run once more on another
+    // worker crashed before answering anything runs once more on another
     // worker, as nginx's proxy_next_upstream does: it cannot have changed
     // anything the client relies on. Any other method gets the error.
-    let mut retries: u8 = u8::from(matches!(
+    let label = || format!("{} {}", parts.method, parts.uri);
+    let started = if matches!(
         parts.method,
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-    ));
-    let retry_payload = (retries > 0).then(|| payload.clone());
-    let label = || format!("{} {}", parts.method, parts.uri);
-    let mut result = state.pool.start_job_labeled(payload, label).await.map(Some);
-    let mut job = loop {
-        // The first reply is read when the job starts; a crash shows up here.
-        let pid = match result {
-            Ok(Some(job)) => break job,
-            Err(PoolError::Job(JobError::Crashed { pid, .. })) if retries > 0 => pid,
-            Err(e) => return pool_error(state, &parts.uri, e),
-            Ok(None) => return error_response(state, "the worker crashed"),
-        };
-        retries -= 1;
-        tracing::warn!(
-            pid,
-            method = %parts.method,
-            uri = %parts.uri,
-            "http: worker {pid} crashed before answering; running this {} request again on another worker (a safe method)",
-            parts.method
-        );
-        result = match retry_payload.clone() {
-            Some(again) => state.pool.start_job_labeled(again, label).await.map(Some),
-            None => Ok(None),
-        };
+    ) {
+        state
+            .pool
+            .start_repeatable_job_labeled(payload, label)
+            .await
+    } else {
+        state.pool.start_job_labeled(payload, label).await
+    };
+    let mut job = match started {
+        Ok(j) => j,
+        Err(e) => return pool_error(state, &parts.uri, e),
     };
     // Interim (1xx) frames come first; the first other frame carries the head.
     loop {

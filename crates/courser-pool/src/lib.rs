@@ -312,7 +312,7 @@ impl Pool {
     /// the payload and reads the first reply. Jobs a worker provably never started
     /// (it died before reading, or asked to stop) run again on another worker.
     pub async fn start_job(&self, payload: Payload) -> Result<Job, PoolError> {
-        self.run_job(payload, None).await
+        self.run_job(payload, None, false).await
     }
 
     /// As [`Pool::start_job`], for a job that `label` describes ("GET /uri") in the
@@ -324,16 +324,36 @@ impl Pool {
         label: impl FnOnce() -> String,
     ) -> Result<Job, PoolError> {
         let label = self.inner.cfg.slowlog_timeout.map(|_| label());
-        self.run_job(payload, label).await
+        self.run_job(payload, label, false).await
     }
 
-    async fn run_job(&self, payload: Payload, label: Option<String>) -> Result<Job, PoolError> {
+    /// As [`Pool::start_job_labeled`], for a job that may run twice without
+    /// harm (an HTTP request with a safe method): when its worker crashes
+    /// before answering anything, the job runs once more on another worker
+    /// instead of failing. A worker the pool itself killed (exec_ttl, destroy)
+    /// does not count as a crash here.
+    pub async fn start_repeatable_job_labeled(
+        &self,
+        payload: Payload,
+        label: impl FnOnce() -> String,
+    ) -> Result<Job, PoolError> {
+        let label = self.inner.cfg.slowlog_timeout.map(|_| label());
+        self.run_job(payload, label, true).await
+    }
+
+    async fn run_job(
+        &self,
+        payload: Payload,
+        label: Option<String>,
+        repeatable: bool,
+    ) -> Result<Job, PoolError> {
         if payload.context.is_empty() && payload.body.is_empty() {
             return Err(PoolError::EmptyPayload);
         }
         let inner = &self.inner;
         let deadline = Instant::now() + inner.cfg.allocate_timeout;
         let mut attempt = 0;
+        let mut crash_retries = u8::from(repeatable);
         loop {
             attempt += 1;
             let mut taken = Taken {
@@ -371,6 +391,20 @@ impl Pool {
                 }
                 Err(e) => {
                     let reusable = e.worker_reusable();
+                    // A crash the pool did not cause (it kills for exec_ttl, destroy, ...).
+                    let crash_retry = crash_retries > 0
+                        && matches!(e, JobError::Crashed { .. })
+                        && matches!(w.info().kill_reason(), KillReason::None)
+                        && !inner.is_stopping()
+                        && Instant::now() < deadline;
+                    if crash_retry {
+                        crash_retries -= 1;
+                        inner.stats.restart(RestartReason::Crash);
+                        inner.stats.jobs_retried.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(pool = %inner.name, pid = e.pid(), error = %e, "the worker crashed before answering; running this repeatable job (a safe HTTP method) once more on another worker");
+                        inner.release(w, reusable);
+                        continue;
+                    }
                     inner.note_failure(&e);
                     if matches!(e, JobError::NotDelivered { .. })
                         && w.info().jobs() <= 1
@@ -614,7 +648,8 @@ impl Drop for Taken<'_> {
                 match w.next_reply().await {
                     Ok(Reply::Final(_)) => true,
                     Ok(Reply::Chunk(_)) => w.cancel_stream(limit).await.is_ok(),
-                    Err(_) => false,
+                    // An error frame leaves the worker fine; anything else does not.
+                    Err(e) => e.worker_reusable(),
                 }
             };
             let ok = tokio::time::timeout(limit, finish).await.unwrap_or(false);
@@ -923,7 +958,7 @@ impl Inner {
             if streak > 0 {
                 // Exponential backoff for crash loops: 100 ms doubling to 10 s.
                 let ms = 100u64
-                    .saturating_mul(1 << streak.min(7).saturating_sub(1))
+                    .saturating_mul(1 << streak.min(8).saturating_sub(1))
                     .min(10_000);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }

@@ -153,11 +153,12 @@ fn serve(args: ConfigArgs, check: bool) -> anyhow::Result<()> {
 }
 
 /// The async runtime's threads: `COURSER_THREADS` when set to a positive
-/// number, else one per two CPUs (at least one).
+/// number, else one on machines of up to two CPUs (measured, see below) and
+/// one per CPU above that (tokio's default; not benchmarked here).
 fn runtime_threads(env: Option<&str>, cpus: usize) -> usize {
     env.and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| cpus.div_ceil(2).max(1))
+        .unwrap_or(if cpus <= 2 { 1 } else { cpus })
 }
 
 /// Builds the async runtime. One thread runs tokio's current-thread scheduler:
@@ -166,7 +167,7 @@ fn runtime_threads(env: Option<&str>, cpus: usize) -> usize {
 /// where the PHP workers need the CPUs, that costs less per request than two
 /// runtime threads (bench/README.md: hello world through the lean worker,
 /// Courser's CPU per request 19.2 -> 15.9 µs, req/s +20 %). Bigger machines get
-/// a multi-threaded runtime with a thread per two CPUs.
+/// a multi-threaded runtime with a thread per CPU.
 fn runtime(threads_env: Option<&str>) -> std::io::Result<tokio::runtime::Runtime> {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let mut b = match runtime_threads(threads_env, cpus) {
@@ -274,11 +275,11 @@ mod tests {
         for (env, cpus, want) in [
             (None, 1, 1),
             (None, 2, 1),
-            (None, 3, 2),
-            (None, 8, 4),
+            (None, 3, 3),
+            (None, 8, 8),
             (Some("3"), 2, 3),
             (Some(" 1 "), 16, 1),
-            (Some("0"), 8, 4),
+            (Some("0"), 8, 8),
             (Some("many"), 2, 1),
         ] {
             assert_eq!(runtime_threads(env, cpus), want, "{env:?} on {cpus} CPUs");

@@ -173,7 +173,7 @@ fn crashes_errors_and_stdout_garbage_fail_one_request_only() {
     );
     // A GET whose worker crashed runs once more on another worker, and only once.
     assert_eq!(
-        log.matches("crashed before answering; running this GET request again on another worker")
+        log.matches("the worker crashed before answering; running this repeatable job")
             .count(),
         1,
         "{log}"
