@@ -364,7 +364,9 @@ final class LeakDetector
     private function ignored(string $name): bool
     {
         foreach ($this->ignore as $prefix) {
-            if (str_starts_with($name, $prefix)) {
+            // A prefix ends at a name boundary: "$app" leaves out "$app" and "$app[...]", not "$apple".
+            if (str_starts_with($name, $prefix)
+                && (strlen($name) === strlen($prefix) || str_ends_with($prefix, '\\') || !preg_match('/^[A-Za-z0-9_\x80-\xff]/', substr($name, strlen($prefix), 1)))) {
                 return true;
             }
         }

@@ -177,4 +177,20 @@ final class LeakDetectorTest extends TestCase
         putenv('COURSER_LEAK_CHECK');
         self::assertSame(LeakDetector::MEMORY, LeakDetector::fromEnvironment()->mode());
     }
+
+    public function testIgnoredNamesEndAtANameBoundary(): void
+    {
+        $detector = self::detector(LeakDetector::FULL);
+        $detector->ignore('$courser_app');
+        $request = static function (): void {
+            $GLOBALS['courser_app'] = ($GLOBALS['courser_app'] ?? 0) + 1;
+            $GLOBALS['courser_apple'] = ($GLOBALS['courser_apple'] ?? 0) + 1;
+        };
+        self::request($detector, 'GET /', $request);
+        $lines = self::request($detector, 'GET /', $request);
+        unset($GLOBALS['courser_app'], $GLOBALS['courser_apple']);
+        self::assertCount(1, $lines);
+        self::assertStringContainsString('global $courser_apple changed from 1 to 2', $lines[0]);
+        self::assertStringNotContainsString('global $courser_app changed', $lines[0]);
+    }
 }

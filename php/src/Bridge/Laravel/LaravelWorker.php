@@ -189,7 +189,9 @@ final class LaravelWorker
                 // The response is out; a reset that fails is logged and the worker goes on.
                 $this->log($e);
             }
-            $this->leaks->end(self::routeOf($request, $laravelRequest));
+            if ($this->leaks->mode() !== LeakDetector::OFF) {
+                $this->leaks->end(self::routeOf($request, $laravelRequest));
+            }
         }
     }
 

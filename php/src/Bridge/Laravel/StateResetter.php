@@ -247,8 +247,8 @@ final class StateResetter
     }
 
     /**
-     * Removes the rebinding callbacks made by $app->refresh($abstract, $target, $method)
-     * for one of $targets.
+     * Removes the `request` rebinding callbacks made by
+     * $app->refresh('request', $target, $method) for one of $targets.
      *
      * @param array<array-key, mixed> $targets
      */
@@ -263,19 +263,18 @@ final class StateResetter
         if ($ids === []) {
             return;
         }
+        // Guards register refresh() for 'request' only; the other abstracts are left alone.
         (function () use ($ids): void {
-            foreach ($this->reboundCallbacks as $abstract => $callbacks) {
-                $kept = [];
-                foreach ($callbacks as $callback) {
-                    $target = $callback instanceof \Closure
-                        ? ((new \ReflectionFunction($callback))->getStaticVariables()['target'] ?? null)
-                        : null;
-                    if (!is_object($target) || !isset($ids[spl_object_id($target)])) {
-                        $kept[] = $callback;
-                    }
+            $kept = [];
+            foreach ($this->reboundCallbacks['request'] ?? [] as $callback) {
+                $target = $callback instanceof \Closure
+                    ? ((new \ReflectionFunction($callback))->getStaticVariables()['target'] ?? null)
+                    : null;
+                if (!is_object($target) || !isset($ids[spl_object_id($target)])) {
+                    $kept[] = $callback;
                 }
-                $this->reboundCallbacks[$abstract] = $kept;
             }
+            $this->reboundCallbacks['request'] = $kept;
         })->call($this->app);
     }
 }
