@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// Moving bytes only sets a flag (no clock read on the I/O path); the idle
 /// check, run on the connection's tick, turns it into a time. Idle time is
-/// thus counted from the first tick that saw no activity, at most one tick
-/// (1 s) late.
+/// thus counted from the first tick that saw no activity: up to two ticks
+/// late (see the tick in `server.rs`: a quarter of `idle_timeout`, at most 1 s).
 #[derive(Clone)]
 pub(crate) struct Activity(Arc<Inner>);
 

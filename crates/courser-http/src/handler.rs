@@ -161,13 +161,16 @@ pub(crate) async fn handle<B: ReqBody>(
         }
         None => None,
     };
-    let static_resp = match &state.static_files {
-        Some(st) => st.serve(req.method(), req.uri(), req.headers()).await,
-        None => None,
+    // Framing hyper lets through but PHP must never see (request smuggling):
+    // refused before anything else, and logged like any other answer.
+    let refused = crate::guard::framing_error(&req);
+    let static_resp = match (&refused, &state.static_files) {
+        (None, Some(st)) => st.serve(req.method(), req.uri(), req.headers()).await,
+        _ => None,
     };
-    let mut resp = match static_resp {
-        Some(r) => r,
-        None => serve(&state, req, &conn, &mut served).await,
+    let mut resp = match (refused, static_resp) {
+        (Some(r), _) | (None, Some(r)) => r,
+        (None, None) => serve(&state, req, &conn, &mut served).await,
     };
     if let (Some(h), Some(rh)) = (&state.headers, &req_headers) {
         h.apply_response(rh, resp.headers_mut());

@@ -306,12 +306,6 @@ async fn serve_connection<S>(
         let conn = conn.clone();
         async move {
             let _busy = activity.busy();
-            if let Some(refused) = crate::guard::framing_error(&req) {
-                if let Some(observe) = &state.opts.observer {
-                    observe(refused.status().as_u16(), Duration::ZERO);
-                }
-                return Ok(refused);
-            }
             Ok::<_, std::convert::Infallible>(handler::handle(state, req, conn).await)
         }
     });
