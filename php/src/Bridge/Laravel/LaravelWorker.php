@@ -7,7 +7,6 @@ namespace Courser\Bridge\Laravel;
 use Courser\Bridge\Symfony\HttpFoundationBridge;
 use Courser\Debug\LeakDetector;
 use Courser\Exception\ProtocolException;
-use Courser\Http\Globals;
 use Courser\Http\HttpWorker;
 use Courser\Http\Request;
 use Illuminate\Contracts\Foundation\Application;
@@ -201,10 +200,7 @@ final class LaravelWorker
      */
     public function toLaravelRequest(Request $request): LaravelRequest
     {
-        // Superglobals too, for code that reads $_GET, $_POST, $_COOKIE, $_FILES, $_SERVER or $_REQUEST.
-        $server = Globals::server($request, $this->baseServer);
-        Globals::populate($request, null, $server);
-        $laravel = $this->bridge->toRequest($request, $this->baseServer, LaravelRequest::class, $server);
+        $laravel = $this->bridge->toRequest($request, $this->baseServer, LaravelRequest::class, true);
         \assert($laravel instanceof LaravelRequest);
 
         return $laravel;

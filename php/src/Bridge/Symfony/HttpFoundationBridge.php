@@ -35,19 +35,27 @@ final class HttpFoundationBridge
      * Converts a Courser request to a Symfony request (or a subclass such as
      * Illuminate\Http\Request, which has the same constructor).
      *
-     * @param array<array-key, mixed>      $baseServer the process's own $_SERVER, merged under the request's
-     * @param class-string<SymfonyRequest>  $class
-     * @param array<array-key, mixed>|null $server the server params when the caller built them already
+     * With $populateGlobals, the six superglobals are filled with the same
+     * request, for code that reads $_GET, $_POST, $_COOKIE, $_FILES,
+     * $_SERVER or $_REQUEST.
+     *
+     * @param array<array-key, mixed>     $baseServer the process's own $_SERVER, merged under the request's
+     * @param class-string<SymfonyRequest> $class
      */
-    public function toRequest(Request $request, array $baseServer = [], string $class = SymfonyRequest::class, ?array $server = null): SymfonyRequest
+    public function toRequest(Request $request, array $baseServer = [], string $class = SymfonyRequest::class, bool $populateGlobals = false): SymfonyRequest
     {
+        $server = Globals::server($request, $baseServer);
+        if ($populateGlobals) {
+            Globals::populate($request, null, $server);
+        }
+
         return new $class(
             $request->query,
             $request->parsed ?? [],
             $request->attributes,
             $request->cookies,
             self::files($request->uploads),
-            $server ?? Globals::server($request, $baseServer),
+            $server,
             $request->isParsed() ? '' : $request->body,
         );
     }

@@ -5,7 +5,6 @@ declare(strict_types=1);
 namespace Courser\Bridge\Symfony;
 
 use Courser\Debug\LeakDetector;
-use Courser\Http\Globals;
 use Courser\Http\HttpWorker;
 use Courser\Http\Request;
 use Symfony\Component\HttpFoundation\Request as SymfonyRequest;
@@ -171,11 +170,7 @@ final class SymfonyWorker
      */
     public function toSymfonyRequest(Request $request): SymfonyRequest
     {
-        // Superglobals too, for code that reads $_GET, $_POST, $_COOKIE, $_FILES, $_SERVER or $_REQUEST.
-        $server = Globals::server($request, $this->baseServer);
-        Globals::populate($request, null, $server);
-
-        return $this->bridge->toRequest($request, $this->baseServer, SymfonyRequest::class, $server);
+        return $this->bridge->toRequest($request, $this->baseServer, SymfonyRequest::class, true);
     }
 
     /**
