@@ -7,6 +7,7 @@ namespace Courser\Http;
 use Courser\Exception\ProtocolException;
 use Courser\Frame;
 use Courser\Payload;
+use Courser\Relay\SocketRelay;
 use Courser\Worker;
 
 /**
@@ -358,8 +359,9 @@ final class HttpWorker
         $this->abandoned = sprintf('%s while handling %s', $what, $where);
 
         // From now on the server cannot hand this worker another request: a pipe
-        // without a reader fails the write, and the server runs that request on
-        // another worker instead of waiting for this one to exit.
+        // without a reader (or a unix socket shut down for reading) fails the
+        // write, and the server runs that request on another worker instead of
+        // waiting for this one to exit.
         self::closeInput();
 
         if ($this->shutdownHandler !== null) {
@@ -455,13 +457,20 @@ final class HttpWorker
     }
 
     /**
-     * Closes STDIN when it is the relay (pipes mode).
+     * Closes the relay's input: STDIN in pipes mode; with a unix:// relay,
+     * the socket's reading side (shutdown(SHUT_RD)), so that the server's
+     * next write fails with EPIPE. Nothing on tcp://: a write to a TCP
+     * socket whose peer shut down reading still succeeds.
      */
     private static function closeInput(): void
     {
         $relay = getenv('RR_RELAY');
-        if (($relay === false || $relay === '' || str_starts_with($relay, 'pipes')) && defined('STDIN') && is_resource(STDIN)) {
-            @fclose(STDIN);
+        if ($relay === false || $relay === '' || str_starts_with($relay, 'pipes')) {
+            if (defined('STDIN') && is_resource(STDIN)) {
+                @fclose(STDIN);
+            }
+        } elseif (str_starts_with($relay, 'unix://')) {
+            SocketRelay::shutdownInputs($relay);
         }
     }
 

@@ -53,7 +53,10 @@ use Courser\Http\Legacy\ScriptCache;
  * Legacy\Functions and Legacy\Includes. Files that the script includes from
  * the rewrite roots (by default the document root, the script's directory
  * and the worker file's directory, without vendor/ directories) are
- * rewritten too; anything else runs as it is.
+ * rewritten too; anything else runs as it is. For rewritten files,
+ * include_once and require_once mean once per request: a config.php that
+ * the script loads with require_once runs again on every request, so the
+ * globals it sets are there although finish() unset them after the last.
  *
  * exit() and die() end the process, as they always do in PHP. In plain mode
  * they are the normal end of many scripts ("header('Location: /'); exit;"),
@@ -282,6 +285,7 @@ final class ScriptWorker
 
         $this->request = $request;
         $this->context = new Context($request);
+        $this->context->markIncluded($file);
         Context::activate($this->context);
         $this->pending = '';
         $this->streaming = false;

@@ -22,6 +22,12 @@ final class SocketRelay implements RelayInterface
 
     private ?StreamRelay $connection = null;
 
+    /** @var resource|null the connected socket */
+    private $socket = null;
+
+    /** @var array<int, \WeakReference<self>> the connected relays of the process, for shutdownInputs() */
+    private static array $connected = [];
+
     /**
      * @param string $address        "unix:///path.sock" or "tcp://host:port"
      * @param float  $connectTimeout seconds during which connecting is retried
@@ -59,6 +65,44 @@ final class SocketRelay implements RelayInterface
     }
 
     /**
+     * Stops reading from a unix socket connection (shutdown(SHUT_RD)): the
+     * server's next write to it fails with EPIPE, while this side can still
+     * send. Does nothing on TCP, where a write to a socket whose peer shut
+     * down reading still succeeds (Linux), nor before the connection is open.
+     *
+     * @return bool whether the input was shut down
+     */
+    public function shutdownInput(): bool
+    {
+        if ($this->socket === null || !is_resource($this->socket) || !str_starts_with($this->address, 'unix://')) {
+            return false;
+        }
+
+        return @stream_socket_shutdown($this->socket, STREAM_SHUT_RD);
+    }
+
+    /**
+     * shutdownInput() on every connected relay of the process to $address
+     * (HttpWorker does this for RR_RELAY when a request ends the process).
+     *
+     * @return int how many were shut down
+     */
+    public static function shutdownInputs(string $address): int
+    {
+        $count = 0;
+        foreach (self::$connected as $id => $reference) {
+            $relay = $reference->get();
+            if ($relay === null) {
+                unset(self::$connected[$id]);
+            } elseif ($relay->address === $address && $relay->shutdownInput()) {
+                ++$count;
+            }
+        }
+
+        return $count;
+    }
+
+    /**
      * Returns the open connection, connecting first if needed.
      */
     private function connection(): StreamRelay
@@ -83,8 +127,11 @@ final class SocketRelay implements RelayInterface
             );
             if ($socket !== false) {
                 stream_set_blocking($socket, true);
+                $connection = new StreamRelay($socket, $socket);
+                $this->socket = $socket;
+                self::$connected[spl_object_id($this)] = \WeakReference::create($this);
 
-                return new StreamRelay($socket, $socket);
+                return $connection;
             }
             if (microtime(true) + self::RETRY_PAUSE_US / 1e6 >= $deadline) {
                 throw new RelayException(sprintf(

@@ -51,6 +51,56 @@ final class HttpWorkerExitTest extends TestCase
         self::assertSame(1, substr_count($stderr, 'courser: '));
     }
 
+    public function testOnAUnixSocketRelayTheWorkerShutsDownReadingBeforeAnswering(): void
+    {
+        $dir = Psr7Support::tempDir();
+        $path = $dir . '/relay.sock';
+        $server = stream_socket_server('unix://' . $path, $errorCode, $errorMessage);
+        self::assertIsResource($server, $errorMessage);
+        $worker = null;
+
+        try {
+            $worker = new WorkerProcess(self::WORKER, ['RR_RELAY' => 'unix://' . $path]);
+            $connection = stream_socket_accept($server, 10);
+            self::assertIsResource($connection, 'the worker connects');
+
+            fwrite($connection, WorkerProcess::request('GET', 'http://localhost/'));
+            [$status, , $body] = WorkerProcess::decode([Frame::fromBytes(TestSupport::readRawFrame($connection))]);
+            self::assertSame(200, $status);
+            self::assertStringStartsWith('pid ', $body);
+
+            // /linger stays up after answering: the write below does not fail because the process is gone.
+            fwrite($connection, WorkerProcess::request('GET', 'http://localhost/linger'));
+            [$status, , $body] = WorkerProcess::decode([Frame::fromBytes(TestSupport::readRawFrame($connection))]);
+            self::assertSame(500, $status);
+            self::assertSame("Internal Server Error\n", $body);
+
+            // shutdown(SHUT_RD) on the worker's side: the next request cannot be written (EPIPE).
+            $warning = '';
+            set_error_handler(static function (int $type, string $message) use (&$warning): bool {
+                $warning = $message;
+
+                return true;
+            });
+            try {
+                $written = fwrite($connection, WorkerProcess::request('GET', 'http://localhost/'));
+            } finally {
+                restore_error_handler();
+            }
+            self::assertFalse($written);
+            self::assertStringContainsString('Broken pipe', $warning);
+
+            fclose($connection);
+            [$code, , $stderr] = $worker->finish();
+            self::assertSame(3, $code);
+            self::assertStringContainsString('courser: exit() or die() was called while handling GET /linger; the response is 500 and this worker will be replaced', $stderr);
+        } finally {
+            $worker = null;
+            fclose($server);
+            exec('rm -rf ' . escapeshellarg($dir));
+        }
+    }
+
     public function testDieKeepsItsMessageInTheLog(): void
     {
         $worker = new WorkerProcess(self::WORKER);

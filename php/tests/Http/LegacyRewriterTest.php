@@ -87,13 +87,51 @@ final class LegacyRewriterTest extends TestCase
         self::assertSame(<<<PHP
             <?php
             require  {$this->i()}(('/app' . '/config.php'){$dir};
-            include_once {$this->i()}((('lib.php')){$dir};
+            include {$this->o()}((('lib.php')){$dir};
             \$v = (include  {$this->i()}((\$dir . '/x.php'){$dir}) ?: [];
             if (!@include  {$this->i()}(('a.php'){$dir}) { echo 1; }
             \$t = \$c ? require  {$this->i()}(('b.php'){$dir} : require  {$this->i()}(('c.php'){$dir};
             foo(require  {$this->i()}(('d.php'){$dir}, 2);
-            require_once  {$this->i()}(('e.php'){$dir} or die({$this->f('exiting')}('/app/index.php', 8));
+            require  {$this->o()}(('e.php'){$dir} or die({$this->f('exiting')}('/app/index.php', 8));
             PHP, $body);
+    }
+
+    public function testTopLevelConstantsBecomeDefineCalls(): void
+    {
+        $body = $this->body(<<<'PHP'
+            <?php
+            namespace App;
+            const A = 1, B = [2, 3], C = \PHP_INT_SIZE . 'x';
+            class K { const D = 4; }
+            use const Other\E;
+            function f() { return A; }
+            PHP);
+
+        $define = $this->f('define');
+        self::assertSame(<<<PHP
+            <?php
+            namespace App; require_once '/cache/a.decl.php';
+             {$define}('App\\\\A' , 1); {$define}('App\\\\B' , [2, 3]); {$define}('App\\\\C' , \PHP_INT_SIZE . 'x');
+
+            use const Other\E;
+
+            PHP, $body);
+        \PhpToken::tokenize($body, TOKEN_PARSE);
+    }
+
+    public function testTopLevelConstantsCanBeDeclaredAgain(): void
+    {
+        $name = 'COURSER_REWRITER_CONST_' . bin2hex(random_bytes(4));
+        $body = $this->body("<?php\nconst {$name} = 'v', {$name}_2 = {$name} . 'w';\nreturn {$name}_2;\n");
+        $file = sys_get_temp_dir() . '/courser-rewriter-const-' . getmypid() . '-' . bin2hex(random_bytes(3)) . '.php';
+        file_put_contents($file, $body);
+
+        try {
+            self::assertSame('vw', require $file);
+            self::assertSame('vw', require $file, 'no "already defined" warning (phpunit fails on warnings)');
+        } finally {
+            unlink($file);
+        }
     }
 
     public function testPhpInputBecomesTheRequestBodyStream(): void
@@ -242,5 +280,10 @@ final class LegacyRewriterTest extends TestCase
     private function i(): string
     {
         return self::I;
+    }
+
+    private function o(): string
+    {
+        return '\\Courser\\Http\\Legacy\\Includes::once';
     }
 }

@@ -329,6 +329,29 @@ final class ScriptWorkerProcessTest extends TestCase
         self::assertStringNotContainsString('redeclare', $stderr);
     }
 
+    public function testRequireOnceIsOncePerRequestSoTheGlobalsItSetsAreThereOnEveryRequest(): void
+    {
+        for ($i = 1; $i <= 3; ++$i) {
+            [$status, , $body] = $this->exchange('GET', '/?do=once');
+            self::assertSame(200, $status, $body);
+            self::assertSame([
+                'db' => ['dsn' => 'sqlite::memory:', 'user' => 'app'],
+                'configRuns' => 1,
+                'returned' => 'config loaded',
+                'again' => true,
+                'dsn' => 'sqlite::memory: v3',
+                'counted' => 1,
+                'include_once' => [1, true],
+                'inFunction' => 'set by local.php',
+                'localIsGlobal' => false,
+            ], json_decode($body, true), "request $i: config.php ran once in this request, its global \$db is set, and its function is declared");
+        }
+        [, , $stderr] = $this->worker()->finish();
+        self::assertStringNotContainsString('redeclare', $stderr);
+        self::assertStringNotContainsString('already defined', $stderr);
+        self::assertStringNotContainsString('Warning', $stderr);
+    }
+
     public function testTheScriptsOutputBuffersAreItsOwn(): void
     {
         self::assertSame('levels=0 false', $this->exchange('GET', '/?do=ob')[2]);

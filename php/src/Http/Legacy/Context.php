@@ -53,6 +53,9 @@ final class Context
     /** The session id given to PHP at the start of the request (from the cookie; '' for none). */
     public ?string $initialSessionId = null;
 
+    /** @var array<string, true> real paths of the rewritten files included in this request (include_once, require_once) */
+    private array $included = [];
+
     public function __construct(public readonly ?Request $request = null)
     {
     }
@@ -71,6 +74,23 @@ final class Context
     public static function activate(?self $context): void
     {
         self::$current = $context;
+    }
+
+    /**
+     * Records that the rewritten copy of a file (by the real path of the
+     * original) is included in this request.
+     *
+     * @return bool whether this is the first time in this request (include_once and
+     *              require_once include the file then, and only then)
+     */
+    public function markIncluded(string $real): bool
+    {
+        if (isset($this->included[$real])) {
+            return false;
+        }
+        $this->included[$real] = true;
+
+        return true;
     }
 
     public function headersSent(): bool

@@ -23,10 +23,18 @@ namespace Courser\Http\Legacy;
  *    rewritten copy lives in a cache directory.
  *  - exit and die record where they were called (Functions::exiting()) for
  *    the log line; they still end the process.
- *  - The operand of include, include_once, require and require_once is
- *    passed through Includes::path(), which resolves it as PHP would and
- *    hands back the rewritten copy of files under the application's
- *    directories.
+ *  - The operand of include and require is passed through Includes::path(),
+ *    which resolves it as PHP would and hands back the rewritten copy of
+ *    files under the application's directories. include_once and
+ *    require_once become include and require of Includes::once(), which
+ *    does the same the first time in a request and names a file that
+ *    returns true after that: "once" means once per request, so that a
+ *    config.php loaded with require_once sets its variables on every
+ *    request (the include stays in place, so they land in the including
+ *    scope, as in PHP).
+ *  - Top-level "const NAME = expr, ...;" statements become
+ *    Functions::define() calls, which are quiet when the next request
+ *    defines the constant again with the same value.
  *  - The string literal 'php://input' becomes Functions::inputUrl(), a stream
  *    of the request body (php://input is empty in the CLI).
  *  - Named functions, and classes, interfaces, traits and enums, declared at
@@ -41,7 +49,7 @@ namespace Courser\Http\Legacy;
 final class Rewriter
 {
     /** Bumped whenever the output changes, so that cached copies are rewritten. */
-    public const VERSION = 1;
+    public const VERSION = 2;
 
     /** Global functions whose calls go to Functions (lower-case name => method). */
     public const FUNCTIONS = [
@@ -193,6 +201,16 @@ final class Rewriter
                         continue;
                     }
                 }
+                if ($token->is(T_CONST)) {
+                    $end = $this->statementEnd($i);
+                    if ($this->tokens[$end]->text === ';') {
+                        $this->scanRange($i + 1, $end);
+                        $this->rewriteConst($i, $end, $namespace);
+                        $i = $end;
+                        $pendingStart = null;
+                        continue;
+                    }
+                }
                 $declaration = $this->declarationAt($i, $namespace);
                 if ($declaration !== null) {
                     [$end, $wrap] = $declaration;
@@ -318,7 +336,9 @@ final class Rewriter
     }
 
     /**
-     * include EXPR -> include Includes::path((EXPR), 'dir of this file').
+     * include EXPR -> include Includes::path((EXPR), 'dir of this file');
+     * include_once EXPR -> include Includes::once((EXPR), 'dir of this file')
+     * (require and require_once alike).
      */
     private function rewriteInclude(int $i): void
     {
@@ -327,8 +347,63 @@ final class Rewriter
         if ($end === null || $end < $start) {
             return;
         }
-        $this->before[$start] = ($this->before[$start] ?? '') . ' ' . self::INCLUDES_CLASS . '::path((';
+        $method = 'path';
+        if ($this->tokens[$i]->is([T_INCLUDE_ONCE, T_REQUIRE_ONCE])) {
+            $this->text[$i] = $this->tokens[$i]->is(T_REQUIRE_ONCE) ? 'require' : 'include';
+            $method = 'once';
+        }
+        $this->before[$start] = ($this->before[$start] ?? '') . ' ' . self::INCLUDES_CLASS . '::' . $method . '((';
         $this->after[$end] = '), ' . var_export(dirname($this->path), true) . ')' . ($this->after[$end] ?? '');
+    }
+
+    /**
+     * const A = expr, B = expr; (top level, from $i to the ";" at $end) ->
+     * Functions::define('NS\A', expr); Functions::define('NS\B', expr);
+     * Left as it is when it is not a list of "NAME = expr".
+     */
+    private function rewriteConst(int $i, int $end, string $namespace): void
+    {
+        /** @var list<array{0: int, 1: int}> $items [name, "="] */
+        $items = [];
+        $commas = [];
+        $expectName = true;
+        $depth = 0;
+        for ($j = $this->next($i); $j < $end; $j = $this->next($j)) {
+            $token = $this->tokens[$j];
+            if ($expectName) {
+                $equals = $this->next($j);
+                if (!$token->is(T_STRING) || $equals >= $end || $this->tokens[$equals]->text !== '=') {
+                    return;
+                }
+                $items[] = [$j, $equals];
+                $expectName = false;
+                $j = $equals;
+                continue;
+            }
+            $text = $token->text;
+            if ($text === '(' || $text === '[' || $text === '{' || $token->is([T_CURLY_OPEN, T_DOLLAR_OPEN_CURLY_BRACES])) {
+                ++$depth;
+            } elseif ($text === ')' || $text === ']' || $text === '}') {
+                --$depth;
+            } elseif ($text === ',' && $depth === 0) {
+                $commas[] = $j;
+                $expectName = true;
+            }
+        }
+        if ($items === [] || $expectName) {
+            return;
+        }
+
+        $this->text[$i] = '';
+        foreach ($items as [$name, $equals]) {
+            $qualified = ltrim($namespace . '\\' . $this->tokens[$name]->text, '\\');
+            $this->text[$name] = self::FUNCTIONS_CLASS . '::define(' . var_export($qualified, true);
+            $this->text[$equals] = ',';
+        }
+        foreach ($commas as $comma) {
+            $this->text[$comma] = ');';
+        }
+        $this->before[$end] = ')' . ($this->before[$end] ?? '');
     }
 
     /**
