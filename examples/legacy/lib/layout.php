@@ -1,5 +1,5 @@
 <?php
-// Shared page parts, loaded with require_once: once per worker.
+// Shared page parts, loaded with require_once: once per request (Courser rewrites *_once to per-request semantics; functions are declared once per worker).
 
 function page_header(string $title): void
 {
