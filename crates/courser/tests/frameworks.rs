@@ -18,9 +18,14 @@ fn example_worker() -> PathBuf {
 }
 
 /// The Laravel example with one worker (so every request meets the state the
-/// previous one left) and the given leak-check mode.
-fn laravel(leak_check: &str) -> Server {
-    Server::from_yaml(
+/// previous one left) and the given leak-check mode; `None` (the test is
+/// skipped) without Debian's php-laravel-framework.
+fn laravel(leak_check: &str) -> Option<Server> {
+    if !laravel_installed() {
+        eprintln!("skipped: php-laravel-framework is not installed");
+        return None;
+    }
+    Some(Server::from_yaml(
         |port, dir| {
             format!(
                 "version: \"3\"\nserver:\n  command: \"php {}\"\n  env:\n    APP_STORAGE: \"{}\"\n    COURSER_LEAK_CHECK: \"{leak_check}\"\nhttp:\n  address: 127.0.0.1:{port}\n  pool:\n    num_workers: 1\n    allocate_timeout: 10s\n    destroy_timeout: 2s\nlogs:\n  level: info\n",
@@ -30,7 +35,7 @@ fn laravel(leak_check: &str) -> Server {
         },
         &[],
         None,
-    )
+    ))
 }
 
 /// A client with its own cookie jar.
@@ -79,11 +84,7 @@ impl Client {
 
 #[test]
 fn laravel_users_in_a_row_never_see_each_others_auth_session_or_cookies() {
-    if !laravel_installed() {
-        eprintln!("skipped: php-laravel-framework is not installed");
-        return;
-    }
-    let s = laravel("memory");
+    let Some(s) = laravel("memory") else { return };
     let mut anon = Client::default();
     let (status, _, body) = anon.get(s.port, "/");
     assert_eq!(
@@ -148,11 +149,7 @@ fn laravel_users_in_a_row_never_see_each_others_auth_session_or_cookies() {
 
 #[test]
 fn laravel_full_leak_check_names_the_static_a_route_grows() {
-    if !laravel_installed() {
-        eprintln!("skipped: php-laravel-framework is not installed");
-        return;
-    }
-    let s = laravel("full");
+    let Some(s) = laravel("full") else { return };
     let mut c = Client::default();
     for path in [
         "/", "/hello/a", "/items", "/whoami", "/dirty", "/hello/b", "/", "/whoami", "/dirty",
@@ -187,11 +184,7 @@ fn laravel_full_leak_check_names_the_static_a_route_grows() {
 
 #[test]
 fn laravel_memory_leak_check_names_the_route_that_grows() {
-    if !laravel_installed() {
-        eprintln!("skipped: php-laravel-framework is not installed");
-        return;
-    }
-    let s = laravel("memory");
+    let Some(s) = laravel("memory") else { return };
     let mut c = Client::default();
     for i in 0..80 {
         assert_eq!(c.get(s.port, "/leak").0, 200);
@@ -220,11 +213,7 @@ fn laravel_memory_leak_check_names_the_route_that_grows() {
 
 #[test]
 fn laravel_exit_in_a_request_gives_500_and_a_new_worker_serves_the_next() {
-    if !laravel_installed() {
-        eprintln!("skipped: php-laravel-framework is not installed");
-        return;
-    }
-    let s = laravel("off");
+    let Some(s) = laravel("off") else { return };
     let mut c = Client::default();
     let before = String::from_utf8_lossy(&c.get(s.port, "/pid").2).into_owned();
     let (status, head, _) = c.get(s.port, "/exit");
