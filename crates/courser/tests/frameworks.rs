@@ -230,3 +230,34 @@ fn laravel_exit_in_a_request_gives_500_and_a_new_worker_serves_the_next() {
     );
     assert_eq!(c.get(s.port, "/hello/again").2, b"Hello, again\n");
 }
+
+#[test]
+fn laravel_streamed_response_reaches_the_client_while_it_runs() {
+    use std::io::{Read, Write};
+    let Some(s) = laravel("off") else { return };
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    conn.write_all(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    // Read until the first line has arrived: the later ones are still being
+    // written (300 ms apart), so a buffered response would bring all three at once.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("line 1") {
+        let n = conn.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        !String::from_utf8_lossy(&seen).contains("line 3"),
+        "the whole stream came at once: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    conn.read_to_end(&mut seen).expect("read the rest");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body =
+        common::dechunk(&seen[text.find("\r\n\r\n").expect("head") + 4..]).expect("chunked body");
+    assert_eq!(String::from_utf8_lossy(&body), "line 1\nline 2\nline 3\n");
+}

@@ -28,3 +28,15 @@ Route::get('/globals', static fn () => response()->json([
     'uri' => $_SERVER['REQUEST_URI'] ?? null,
     'method' => $_SERVER['REQUEST_METHOD'] ?? null,
 ]));
+
+// A streamed response: each line reaches the client as it is written.
+Route::get('/stream', static fn () => response()->stream(static function (): void {
+    for ($i = 1; $i <= 3; $i++) {
+        echo "line $i\n";
+        if (ob_get_level() > 0) {
+            ob_flush();
+        }
+        flush();
+        usleep(300000);
+    }
+}, 200, ['Content-Type' => 'text/plain; charset=utf-8']));

@@ -169,8 +169,7 @@ final class LaravelWorker
             $laravelRequest = $this->toLaravelRequest($request);
             $response = $this->kernel->handle($laravelRequest);
             $response->prepare($laravelRequest);
-            [$status, $headers, $body] = $this->bridge->fromResponse($response);
-            $this->http->respond($status, $body, $headers);
+            $this->bridge->send($response, $this->http);
         } catch (\Throwable $e) {
             $this->log($e);
             $this->http->error('Courser Laravel bridge: ' . ($e->getMessage() !== '' ? $e->getMessage() : get_class($e)));

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace Courser\Bridge\Symfony;
 
 use Courser\Http\Globals;
+use Courser\Http\HttpWorker;
 use Courser\Http\Request;
 use Symfony\Component\HttpFoundation\BinaryFileResponse;
 use Symfony\Component\HttpFoundation\File\UploadedFile;
@@ -18,9 +19,9 @@ use Symfony\Component\HttpFoundation\StreamedResponse;
  *
  * Responses: a plain Response is one string. A BinaryFileResponse is read
  * from its file in chunks (honouring Range offsets set by prepare() and
- * deleteFileAfterSend()). A StreamedResponse's callback output is captured
- * through an output buffer in chunks of $chunkSize: the callback runs to the
- * end before the first chunk is sent, so its output is held in memory.
+ * deleteFileAfterSend()). send() streams a StreamedResponse as its callback
+ * writes (a frame per $chunkSize bytes and per ob_flush()); fromResponse()
+ * captures it whole and returns it as chunks.
  */
 final class HttpFoundationBridge
 {
@@ -61,19 +62,53 @@ final class HttpFoundationBridge
     }
 
     /**
+     * Sends a response. A StreamedResponse is streamed as its callback
+     * produces output: every $chunkSize bytes, and at every ob_flush(), one
+     * frame goes out (the usual `ob_flush(); flush();` of streaming code;
+     * PHP's flush() alone does not reach output buffers), so the client sees the output while the callback
+     * still runs (server-sent events, long exports). If the callback throws
+     * after output went out, the exception propagates and the caller ends
+     * the response with HttpWorker::error(), which cuts the stream short.
+     * A client that leaves is noticed by the server, which drops the rest
+     * of the stream; the callback still runs to its end.
+     */
+    public function send(Response $response, HttpWorker $http): void
+    {
+        if (!$response instanceof StreamedResponse) {
+            [$status, $headers, $body] = $this->fromResponse($response);
+            $http->respond($status, $body, $headers);
+
+            return;
+        }
+
+        $status = $response->getStatusCode();
+        $headers = $this->headersOf($response);
+        $level = ob_get_level();
+        ob_start(static function (string $buffer) use ($http, $status, $headers): string {
+            if ($buffer !== '') {
+                $http->respond($status, $buffer, $headers, false);
+            }
+
+            return '';
+        }, $this->chunkSize);
+        try {
+            $response->sendContent();
+        } finally {
+            while (ob_get_level() > $level) {
+                ob_end_flush();
+            }
+        }
+        $http->respond($status, '', $headers);
+    }
+
+    /**
      * Converts a response to the status, the headers and the body (a string or a generator of chunks).
      *
      * @return array{0: int, 1: array<string, list<string>>, 2: string|\Generator<int, string, mixed, string>}
      */
     public function fromResponse(Response $response): array
     {
-        $headers = [];
-        foreach ($response->headers->allPreserveCaseWithoutCookies() as $name => $values) {
-            $headers[(string) $name] = array_values(array_map('strval', array_filter($values, static fn ($v): bool => $v !== null)));
-        }
-        foreach ($response->headers->getCookies() as $cookie) {
-            $headers['Set-Cookie'][] = (string) $cookie;
-        }
+        $headers = $this->headersOf($response);
 
         if ($response instanceof BinaryFileResponse) {
             $body = $this->fileChunks($response);
@@ -84,6 +119,24 @@ final class HttpFoundationBridge
         }
 
         return [$response->getStatusCode(), $headers, $body];
+    }
+
+    /**
+     * The response's headers as name => values, its cookies as Set-Cookie lines.
+     *
+     * @return array<string, list<string>>
+     */
+    private function headersOf(Response $response): array
+    {
+        $headers = [];
+        foreach ($response->headers->allPreserveCaseWithoutCookies() as $name => $values) {
+            $headers[(string) $name] = array_values(array_map('strval', array_filter($values, static fn ($v): bool => $v !== null)));
+        }
+        foreach ($response->headers->getCookies() as $cookie) {
+            $headers['Set-Cookie'][] = (string) $cookie;
+        }
+
+        return $headers;
     }
 
     /**

@@ -34,10 +34,9 @@ use Symfony\Contracts\Service\ResetInterface;
  *
  * Responses: a plain Response is one frame. A BinaryFileResponse is read from
  * its file in chunks (honouring Range offsets set by prepare() and
- * deleteFileAfterSend()) and streamed frame by frame. A StreamedResponse's
- * callback output is captured through an output buffer in chunks of
- * $chunkSize and then streamed: the callback runs to the end before the first
- * chunk is sent, so its output is held in memory.
+ * deleteFileAfterSend()) and streamed frame by frame. A StreamedResponse is
+ * streamed while its callback runs: a frame per $chunkSize bytes of output
+ * and per ob_flush() (HttpFoundationBridge::send()).
  *
  * An exception that escapes the kernel (for instance with $catch = false, or
  * from the conversion) is written to STDERR and reported with error(): the
@@ -185,8 +184,7 @@ final class SymfonyWorker
 
     private function send(Response $response): void
     {
-        [$status, $headers, $body] = $this->bridge->fromResponse($response);
-        $this->http->respond($status, $body, $headers);
+        $this->bridge->send($response, $this->http);
     }
 
     /**

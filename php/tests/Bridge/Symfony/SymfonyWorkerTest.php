@@ -220,6 +220,18 @@ final class SymfonyWorkerTest extends TestCase
         self::assertGreaterThan(1, $frames);
     }
 
+    public function testAStreamedResponseReachesTheServerWhileItsCallbackRuns(): void
+    {
+        $GLOBALS['courser_stream_probe'] = $this->server;
+        $GLOBALS['courser_stream_probe_seen'] = null;
+        [$status, , $body, $frames] = $this->exchange(['uri' => 'http://h/stream-probe']);
+        unset($GLOBALS['courser_stream_probe']);
+        self::assertSame(200, $status);
+        self::assertSame('firstsecond', $body);
+        self::assertTrue($GLOBALS['courser_stream_probe_seen'], 'the first chunk was held until the callback ended');
+        self::assertSame(3, $frames, 'a frame per flush, then the end of the stream');
+    }
+
     public function testABinaryFileResponseIsStreamedFromTheFileAndHonoursRanges(): void
     {
         $dir = Psr7Support::tempDir();
