@@ -145,6 +145,33 @@ final class HttpWorker
     }
 
     /**
+     * Waits for one request and hands it to $handle, the loop step every
+     * bridge shares. A request whose context cannot be decoded is answered
+     * with error() ("$who: <why>", the server sends 500) and the worker
+     * stays; $handle must answer the request itself.
+     *
+     * @param callable(Request): void $handle
+     *
+     * @return bool false when the server asked the worker to stop
+     */
+    public function serveOne(callable $handle, string $who = 'Courser'): bool
+    {
+        try {
+            $request = $this->waitRequest();
+        } catch (ProtocolException $e) {
+            $this->error($who . ': ' . $e->getMessage());
+
+            return true;
+        }
+        if ($request === null) {
+            return false;
+        }
+        $handle($request);
+
+        return true;
+    }
+
+    /**
      * Tells whether a request is in flight: received, and its response not
      * over yet.
      */

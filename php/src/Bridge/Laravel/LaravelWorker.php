@@ -6,7 +6,6 @@ namespace Courser\Bridge\Laravel;
 
 use Courser\Bridge\Symfony\HttpFoundationBridge;
 use Courser\Debug\LeakDetector;
-use Courser\Exception\ProtocolException;
 use Courser\Http\HttpWorker;
 use Courser\Http\Request;
 use Illuminate\Contracts\Foundation\Application;
@@ -139,19 +138,7 @@ final class LaravelWorker
      */
     public function serveOne(): bool
     {
-        try {
-            $request = $this->http->waitRequest();
-        } catch (ProtocolException $e) {
-            $this->http->error('Courser Laravel bridge: ' . $e->getMessage());
-
-            return true;
-        }
-        if ($request === null) {
-            return false;
-        }
-        $this->handle($request);
-
-        return true;
+        return $this->http->serveOne($this->handle(...), 'Courser Laravel bridge');
     }
 
     /**

@@ -5,7 +5,6 @@ declare(strict_types=1);
 namespace Courser\Bridge\Slim;
 
 use Courser\Debug\LeakDetector;
-use Courser\Exception\ProtocolException;
 use Courser\Exception\StreamStoppedException;
 use Courser\Http\Globals;
 use Courser\Http\HttpWorker;
@@ -131,17 +130,14 @@ final class SlimWorker
      */
     public function serveOne(): bool
     {
-        try {
-            $request = $this->http->waitRequest();
-        } catch (ProtocolException $e) {
-            $this->http->error('Courser Slim bridge: ' . $e->getMessage());
+        return $this->http->serveOne($this->answer(...), 'Courser Slim bridge');
+    }
 
-            return true;
-        }
-        if ($request === null) {
-            return false;
-        }
-
+    /**
+     * Runs one request through the app and sends the response; never throws.
+     */
+    private function answer(Request $request): void
+    {
         $this->leaks->begin();
         try {
             $this->respond($this->handle($request));
@@ -152,8 +148,6 @@ final class SlimWorker
         if ($this->leaks->mode() !== LeakDetector::OFF) {
             $this->leaks->end($this->routeOf($request));
         }
-
-        return true;
     }
 
     /**

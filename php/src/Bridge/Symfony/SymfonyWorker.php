@@ -117,13 +117,7 @@ final class SymfonyWorker
      */
     public function serveNext(): bool
     {
-        $request = $this->http->waitRequest();
-        if ($request === null) {
-            return false;
-        }
-        $this->serve($request);
-
-        return true;
+        return $this->http->serveOne($this->serve(...), 'Courser Symfony bridge');
     }
 
     /**

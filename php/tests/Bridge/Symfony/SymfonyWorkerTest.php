@@ -211,6 +211,19 @@ final class SymfonyWorkerTest extends TestCase
         self::assertSame(['a=1; path=/; httponly; samesite=lax', 'b=2; path=/x; httponly; samesite=lax'], $headers['Set-Cookie']);
     }
 
+    public function testAnUndecodableRequestIsAnsweredWithAnErrorAndTheWorkerStays(): void
+    {
+        $context = "\xff\xff\xff\xff";
+        fwrite($this->server, Frame::encode(Frame::CODEC_PROTO, [strlen($context)], $context));
+        self::assertTrue($this->worker->serveNext());
+        $frame = Frame::fromBytes(TestSupport::readRawFrame($this->server));
+        self::assertSame(Frame::ERROR, $frame->flags & Frame::ERROR);
+        self::assertStringStartsWith('Courser Symfony bridge: ', $frame->payload);
+
+        [$status, , $body] = $this->exchange(['uri' => 'http://localhost/']);
+        self::assertSame([200, "Hello from Symfony\n"], [$status, $body]);
+    }
+
     public function testAStreamedResponseIsSentInChunks(): void
     {
         [$status, $headers, $body, $frames] = $this->exchange(['uri' => 'http://h/stream']);
