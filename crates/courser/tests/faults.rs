@@ -12,7 +12,6 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,7 +28,6 @@ fn load_lock() -> std::sync::MutexGuard<'static, ()> {
 struct Fault {
     s: Server,
     metrics: u16,
-    cfg: PathBuf,
 }
 
 fn start(script: &str, env: &[(&str, &str)], pool: &str) -> Fault {
@@ -51,8 +49,7 @@ fn start(script: &str, env: &[(&str, &str)], pool: &str) -> Fault {
         &[],
         None,
     );
-    let cfg = s.dir.path().join(".rr.yaml");
-    Fault { s, metrics, cfg }
+    Fault { s, metrics }
 }
 
 impl Fault {
@@ -71,22 +68,6 @@ impl Fault {
         wait_for(within, || {
             self.workers().len() == n && get(self.s.port, "/pid").is_some_and(|r| r.0 == 200)
         })
-    }
-    fn cli(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(courser())
-            .args(args)
-            .arg("-c")
-            .arg(&self.cfg)
-            .output()
-            .expect("run courser");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
     }
 }
 
@@ -386,7 +367,7 @@ fn reset_under_load_fails_nothing() {
     assert!(wait_for(Duration::from_secs(5), || load.answered() > 100));
     let mut resets = 0;
     for _ in 0..2 {
-        let (ok, text) = f.cli(&["reset"]);
+        let (ok, text) = f.s.cli(&["reset"]);
         assert!(ok && text.contains("workers replaced"), "{text}");
         resets += 1;
     }

@@ -67,25 +67,6 @@ fn dump(r: &Resp) -> (String, Vec<u8>) {
     )
 }
 
-/// The log without ANSI colour sequences.
-fn plain_log(s: &Server) -> String {
-    let text = s.log_text();
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Deterministic pseudo-random bytes.
 fn noise(len: usize, mut seed: u64) -> Vec<u8> {
     (0..len)
@@ -726,14 +707,14 @@ fn access_logs_write_one_line_per_request() {
     };
     assert!(
         wait_for(Duration::from_secs(3), || !line_for(
-            &plain_log(&s),
+            &s.plain_log(),
             "/three"
         )
         .is_empty()),
         "no access log line:\n{}",
-        plain_log(&s)
+        s.plain_log()
     );
-    let log = plain_log(&s);
+    let log = s.plain_log();
     for (method, uri) in [("GET", "/one?x=1"), ("POST", "/two"), ("GET", "/three")] {
         let lines = line_for(&log, uri);
         assert_eq!(lines.len(), 1, "{uri}:\n{log}");

@@ -65,28 +65,9 @@ fn header_values(head: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The log without ANSI colour sequences.
-fn plain_log(s: &Server) -> String {
-    let text = s.log_text();
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn wait_for_log(s: &Server, needle: &str) -> String {
-    wait_for(Duration::from_secs(5), || plain_log(s).contains(needle));
-    let log = plain_log(s);
+    wait_for(Duration::from_secs(5), || s.plain_log().contains(needle));
+    let log = s.plain_log();
     assert!(log.contains(needle), "{needle:?} not in the log:\n{log}");
     log
 }
@@ -160,7 +141,7 @@ fn back_to_back_exits_never_lose_a_request() {
     }
     pids.dedup();
     assert_eq!(pids.len(), 5, "each exit replaced the worker: {pids:?}");
-    let log = plain_log(&s);
+    let log = s.plain_log();
     let lines = log
         .lines()
         .filter(|l| {

@@ -39,25 +39,8 @@ fn start(drain: &str) -> Ops {
     }
 }
 
-fn cli(o: &Ops, args: &[&str]) -> (bool, String) {
-    let out = Command::new(courser())
-        .args(args)
-        .arg("-c")
-        .arg(o.s.dir.path().join(".rr.yaml"))
-        .output()
-        .expect("run courser");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn worker_pids(o: &Ops) -> HashSet<String> {
-    let (ok, text) = cli(o, &["workers"]);
+    let (ok, text) = o.s.cli(&["workers"]);
     assert!(ok, "{text}");
     text.lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -120,7 +103,7 @@ fn workers_cli_metrics_health_and_reset_under_load() {
     assert!(wait_for(Duration::from_secs(5), || ok
         .load(Ordering::Relaxed)
         > 50));
-    let (reset_ok, text) = cli(&o, &["reset"]);
+    let (reset_ok, text) = o.s.cli(&["reset"]);
     assert!(
         reset_ok && text.contains("http: workers replaced"),
         "{text}"
@@ -183,7 +166,7 @@ fn ready_turns_unavailable_before_the_listener_closes() {
 #[test]
 fn stop_command_and_errors_without_a_server() {
     let mut o = start("0s");
-    let (ok, text) = cli(&o, &["stop"]);
+    let (ok, text) = o.s.cli(&["stop"]);
     assert!(ok, "{text}");
     assert!(
         wait_for(Duration::from_secs(10), || matches!(
@@ -193,7 +176,7 @@ fn stop_command_and_errors_without_a_server() {
         "courser stop did not stop it"
     );
     // Now nothing listens on rpc.listen: the CLI says so.
-    let (ok, text) = cli(&o, &["workers"]);
+    let (ok, text) = o.s.cli(&["workers"]);
     assert!(!ok && text.contains(&o.rpc.to_string()), "{text}");
     let _ = o.metrics;
     // A config without an rpc section explains what to add.
