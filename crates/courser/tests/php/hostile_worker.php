@@ -11,30 +11,7 @@ use Courser\Frame;
 use Courser\Payload;
 use Courser\Worker;
 
-/** Every leaf of an upload tree (a leaf has a tmpName), with its field path. */
-function leaves(array $tree, string $prefix = ''): array
-{
-    $out = [];
-    foreach ($tree as $key => $node) {
-        $field = $prefix === '' ? (string)$key : "{$prefix}[{$key}]";
-        if (is_array($node) && array_key_exists('tmpName', $node)) {
-            $tmp = (string)$node['tmpName'];
-            $exists = $tmp !== '' && is_file($tmp);
-            $out[] = [
-                'field' => $field,
-                'name' => $node['name'],
-                'size' => $node['size'],
-                'error' => $node['error'],
-                'tmpName' => $tmp,
-                'exists' => $exists,
-                'mode' => $exists ? sprintf('%o', fileperms($tmp) & 0777) : '',
-            ];
-        } elseif (is_array($node)) {
-            array_push($out, ...leaves($node, $field));
-        }
-    }
-    return $out;
-}
+require __DIR__ . '/upload_leaves.php';
 
 $log = (string)getenv('HOSTILE_LOG');
 $worker = Worker::create();
@@ -51,7 +28,7 @@ while ($req = $worker->waitPayload()) {
     $type = 'text/plain';
     if ($path === '/uploads') {
         $body = json_encode(
-            leaves(is_array($ctx['uploads'] ?? null) ? $ctx['uploads'] : []),
+            upload_leaves(is_array($ctx['uploads'] ?? null) ? $ctx['uploads'] : []),
             JSON_UNESCAPED_SLASHES | JSON_INVALID_UTF8_SUBSTITUTE
         );
         $type = 'application/json';
