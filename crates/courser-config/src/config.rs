@@ -29,6 +29,8 @@ pub struct Config {
     pub status: Option<crate::StatusConfig>,
     /// Reset pools when PHP files change; on only with a `reload` section.
     pub reload: Option<crate::ReloadConfig>,
+    /// Queues consumed by PHP workers; on only with a `jobs` section.
+    pub jobs: Option<crate::JobsConfig>,
     pub endure: EndureConfig,
     /// The merged, expanded and overridden tree, for plugins that read their
     /// sections later. Values that came from `${VAR}` expansion are strings.
@@ -363,8 +365,18 @@ pub(crate) fn build(
     let metrics = crate::ops::parse_metrics(&root)?;
     let status = crate::ops::parse_status(&root, warnings)?;
     let reload = crate::ops::parse_reload(&root, warnings)?;
+    let jobs = crate::jobs::parse_jobs(&root, warnings)?;
+    if let Some(jobs) = &jobs {
+        if server.command.is_empty() && jobs.pool.command.is_none() {
+            return Err(ConfigError::Missing {
+                key: "server.command".to_string(),
+                hint: COMMAND_HINT.to_string(),
+            });
+        }
+    }
     Ok(Config {
         reload,
+        jobs,
         version,
         rpc,
         server,

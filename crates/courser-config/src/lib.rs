@@ -48,6 +48,7 @@ mod duration;
 mod env;
 mod error;
 mod http;
+mod jobs;
 mod ops;
 mod overrides;
 mod pool;
@@ -67,6 +68,7 @@ pub use config::{
 pub use duration::parse_duration;
 pub use env::{expand_str, parse_dotenv};
 pub use error::{ConfigError, Warning};
+pub use jobs::{Connections, DriverOptions, JobsConfig, PipelineConfig, JOB_DRIVERS};
 pub use http::{
     ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
     SslConfig, StaticConfig, UploadsConfig,

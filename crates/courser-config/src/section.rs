@@ -46,6 +46,14 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A section over an already untagged mapping.
+    pub(crate) fn from_map(path: &'a str, map: &'a Mapping) -> Self {
+        Section {
+            path,
+            map: Some(map),
+        }
+    }
+
     /// The full path of a key of this section.
     pub(crate) fn key(&self, name: &str) -> String {
         if self.path.is_empty() {

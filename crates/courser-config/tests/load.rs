@@ -775,7 +775,7 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
             "logs.file_logger_options",
             "logs.channels.server.output",
             "kv",
-            "jobs",
+            "jobs.options",
             "endure.print_graph",
             "endure.log_level",
         ]

@@ -1,0 +1,1 @@
+//! Queue drivers, one module each.
