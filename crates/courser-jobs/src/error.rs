@@ -56,6 +56,9 @@ pub enum JobsError {
         /// The timeout.
         secs: u64,
     },
+    /// Anything else, worded for a person.
+    #[error("{0}")]
+    Other(String),
     /// The plugin is stopping.
     #[error("the jobs plugin is stopping and takes no new jobs")]
     Stopping,

@@ -11,3 +11,7 @@ mod queue;
 pub use driver::{sink_pair, Acker, Delivery, Driver, OpenArgs, QueueStat, Sink, SinkReader};
 pub use error::JobsError;
 pub use job::{Answer, Headers, Job, JobOptions};
+mod metrics;
+mod plugin;
+
+pub use plugin::{JobsFactory, JobsPlugin};

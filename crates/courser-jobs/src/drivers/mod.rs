@@ -1,1 +1,20 @@
-//! Queue drivers, one module each.
+//! Queue drivers, one module each, and the table that opens them by name.
+
+pub mod local;
+
+use std::sync::Arc;
+
+use crate::driver::{Driver, OpenArgs};
+use crate::JobsError;
+
+/// Opens the driver a pipeline names (`courser_config::JOB_DRIVERS`).
+pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
+    match args.pipeline.driver.as_str() {
+        "memory" => local::open_memory(args).await,
+        "boltdb" => local::open_boltdb(args).await,
+        other => Err(JobsError::Other(format!(
+            "jobs.pipelines.{}.driver: the {other} driver is not built into this Courser",
+            args.pipeline.name
+        ))),
+    }
+}
