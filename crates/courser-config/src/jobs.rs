@@ -94,10 +94,7 @@ impl DriverOptions {
 
     /// Whether `name` is set (and not null).
     pub fn has(&self, name: &str) -> bool {
-        self.map
-            .get(name)
-            .map(untag)
-            .is_some_and(|v| !v.is_null())
+        self.map.get(name).map(untag).is_some_and(|v| !v.is_null())
     }
 
     /// A string; numbers and booleans are taken as written.
@@ -222,10 +219,12 @@ pub(crate) fn parse_jobs(
             let name = key_text(k);
             let path = format!("jobs.pipelines.{name}");
             let p = Section::new(&path, Some(pv))?;
-            let driver = p.non_empty_string("driver")?.ok_or_else(|| ConfigError::Missing {
-                key: format!("{path}.driver"),
-                hint: format!("the queue driver, one of {}", JOB_DRIVERS.join(", ")),
-            })?;
+            let driver = p
+                .non_empty_string("driver")?
+                .ok_or_else(|| ConfigError::Missing {
+                    key: format!("{path}.driver"),
+                    hint: format!("the queue driver, one of {}", JOB_DRIVERS.join(", ")),
+                })?;
             if UNSUPPORTED_DRIVERS.contains(&driver.as_str()) {
                 warnings.push(Warning::new(
                     &format!("{path}.driver"),
@@ -349,7 +348,10 @@ mod tests {
         assert_eq!(j.consume, vec!["a"]);
         assert_eq!(j.pipelines.len(), 2);
         assert_eq!(j.pipelines[0].priority, 3);
-        assert_eq!(j.pipelines[0].config.uint("prefetch").ok().flatten(), Some(7));
+        assert_eq!(
+            j.pipelines[0].config.uint("prefetch").ok().flatten(),
+            Some(7)
+        );
         assert_eq!(j.pipelines[1].priority, 5);
         assert_eq!(j.connections.amqp_addr.as_deref(), Some("amqp://x"));
         assert_eq!(j.connections.redis_addrs, vec!["h:1"]);
@@ -358,9 +360,18 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         for (yaml, key) in [
-            ("jobs: {consume: [nope], pipelines: {a: {driver: memory}}}", "jobs.consume[0]"),
-            ("jobs: {pipelines: {a: {driver: rabbit}}}", "jobs.pipelines.a.driver"),
-            ("jobs: {pipelines: {a: {config: {}}}}", "jobs.pipelines.a.driver"),
+            (
+                "jobs: {consume: [nope], pipelines: {a: {driver: memory}}}",
+                "jobs.consume[0]",
+            ),
+            (
+                "jobs: {pipelines: {a: {driver: rabbit}}}",
+                "jobs.pipelines.a.driver",
+            ),
+            (
+                "jobs: {pipelines: {a: {config: {}}}}",
+                "jobs.pipelines.a.driver",
+            ),
         ] {
             let y = format!("version: '3'\nserver: {{command: php w.php}}\n{yaml}\n");
             let e = load(&y).err().map(|e| e.to_string()).unwrap_or_default();
@@ -370,8 +381,10 @@ mod tests {
 
     #[test]
     fn kafka_is_skipped_with_a_warning() {
-        let l = load("version: '3'\nserver: {command: php w.php}\njobs: {pipelines: {k: {driver: kafka}}}\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let l = load(
+            "version: '3'\nserver: {command: php w.php}\njobs: {pipelines: {k: {driver: kafka}}}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(l.config.jobs.is_some_and(|j| j.pipelines.is_empty()));
         assert!(l.warnings.iter().any(|w| w.to_string().contains("kafka")));
     }

@@ -68,11 +68,11 @@ pub use config::{
 pub use duration::parse_duration;
 pub use env::{expand_str, parse_dotenv};
 pub use error::{ConfigError, Warning};
-pub use jobs::{Connections, DriverOptions, JobsConfig, PipelineConfig, JOB_DRIVERS};
 pub use http::{
     ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
     SslConfig, StaticConfig, UploadsConfig,
 };
+pub use jobs::{Connections, DriverOptions, JobsConfig, PipelineConfig, JOB_DRIVERS};
 pub use ops::{
     label_name_ok, metric_name_ok, CollectSpec, MetricsConfig, ReloadConfig, ReloadTarget,
     StatusConfig,

@@ -107,7 +107,11 @@ impl JobsMetrics {
     }
 
     pub(crate) fn register(&self, r: &mut Registry) {
-        r.register("courser_jobs_pushed", "Jobs accepted by jobs.Push/PushBatch", self.pushed.clone());
+        r.register(
+            "courser_jobs_pushed",
+            "Jobs accepted by jobs.Push/PushBatch",
+            self.pushed.clone(),
+        );
         r.register(
             "courser_jobs_push_errors",
             "Pushes refused or failed against the broker",

@@ -291,9 +291,7 @@ impl Core {
                 JobsMetrics::inc(&self.metrics.acked, name, 1);
                 acker.ack().await
             }
-            Answer::Nack {
-                requeue, delay, ..
-            } if requeue && !delay.is_zero() => {
+            Answer::Nack { requeue, delay, .. } if requeue && !delay.is_zero() => {
                 JobsMetrics::inc(&self.metrics.nacked, name, 1);
                 self.requeue(&p, job.clone(), acker, delay, Default::default())
                     .await
@@ -386,7 +384,12 @@ async fn poll(core: Arc<Core>) {
 fn names(call: &Call) -> Result<Vec<String>, String> {
     proto::Pipelines::decode(call.body.as_ref())
         .map(|p| p.pipelines)
-        .map_err(|e| format!("{}: the argument is not a jobs.v1.Pipelines message: {e}", call.method))
+        .map_err(|e| {
+            format!(
+                "{}: the argument is not a jobs.v1.Pipelines message: {e}",
+                call.method
+            )
+        })
 }
 
 fn proto_only(call: &Call) -> Result<(), String> {
@@ -422,15 +425,18 @@ fn declared(map: std::collections::HashMap<String, String>) -> Result<PipelineCo
         ));
     }
     let priority = match map.get("priority") {
-        Some(p) => p
-            .parse::<i64>()
-            .map_err(|_| format!("jobs.Declare: pipeline {name}: priority {p:?} is not a whole number"))?,
+        Some(p) => p.parse::<i64>().map_err(|_| {
+            format!("jobs.Declare: pipeline {name}: priority {p:?} is not a whole number")
+        })?,
         None => 10,
     };
     let mut m = serde_yaml::Mapping::new();
     for (k, v) in &map {
         if k != "name" && k != "driver" {
-            m.insert(serde_yaml::Value::from(k.as_str()), serde_yaml::Value::from(v.as_str()));
+            m.insert(
+                serde_yaml::Value::from(k.as_str()),
+                serde_yaml::Value::from(v.as_str()),
+            );
         }
     }
     Ok(PipelineConfig {
@@ -447,8 +453,9 @@ fn register(core: &Arc<Core>, rpc: &mut Registry) {
         let c = c.clone();
         async move {
             proto_only(&call)?;
-            let req = proto::PushRequest::decode(call.body.as_ref())
-                .map_err(|e| format!("jobs.Push: the argument is not a jobs.v1.PushRequest: {e}"))?;
+            let req = proto::PushRequest::decode(call.body.as_ref()).map_err(|e| {
+                format!("jobs.Push: the argument is not a jobs.v1.PushRequest: {e}")
+            })?;
             let j = req.job.ok_or("jobs.Push: the request has no job")?;
             let p = c.validate(&j).map_err(|e| e.to_string())?;
             c.push_to(&p, vec![Job::from_proto(j)])
@@ -540,9 +547,13 @@ fn register(core: &Arc<Core>, rpc: &mut Registry) {
             })?;
             let cfg = declared(req.pipeline)?;
             let name = cfg.name.clone();
-            c.declare(cfg).await.map_err(|e| format!("jobs.Declare: {e}"))?;
+            c.declare(cfg)
+                .await
+                .map_err(|e| format!("jobs.Declare: {e}"))?;
             if let Some(p) = c.get(&name) {
-                c.resume(&p).await.map_err(|e| format!("jobs.Declare: {e}"))?;
+                c.resume(&p)
+                    .await
+                    .map_err(|e| format!("jobs.Declare: {e}"))?;
             }
             tracing::info!(pipeline = %name, "pipeline declared over RPC and consuming");
             Ok(Bytes::new())

@@ -9,11 +9,12 @@
 //!
 //! Only this crate knows every plugin; plugins never depend on each other.
 
+mod http;
 mod rpc;
 
 use courser_config::{Config, PoolConfig, Relay};
 use courser_frame::Limits;
-use courser_http::{HttpOptions, HttpServer};
+use courser_plugin::{Factory, Plugin, PluginError};
 use courser_pool::Pool;
 use courser_relay::{SocketAddress, SocketListener};
 use courser_worker::{RelayMode, SpawnSpec};
@@ -30,7 +31,7 @@ pub const RR_VERSION: &str = "2025.1.15";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// Nothing in the config asks for a pool or a listener.
-    #[error("nothing to serve: the config has no http section (add `http: {{address: ..., pool: ...}}`)")]
+    #[error("nothing to serve: the config has neither an http nor a jobs section (add `http: {{address: ..., pool: ...}}` or `jobs: {{pipelines: ...}}`)")]
     NothingToServe,
     /// The worker command is missing.
     #[error(
@@ -48,9 +49,9 @@ pub enum ServerError {
         /// Why.
         source: courser_pool::PoolError,
     },
-    /// The HTTP listener could not start.
+    /// A plugin could not be built or started.
     #[error(transparent)]
-    Http(#[from] courser_http::HttpError),
+    Plugin(#[from] PluginError),
     /// `server.user` or `server.group` does not exist.
     #[error("server.{key}: {name:?} is not a known {key} on this machine")]
     NoSuchUser {
@@ -170,10 +171,76 @@ fn resolve_ids(cfg: &Config) -> Result<(Option<u32>, Option<u32>), ServerError> 
     Ok((uid, gid))
 }
 
+/// What the composition root gives plugins while they are built: the config,
+/// and pools started with the server's relay, environment and user.
+struct ServerHost<'a> {
+    cfg: &'a Config,
+    run: &'a RunOptions,
+    relay: RelayMode,
+    limits: Limits,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+#[async_trait::async_trait]
+impl courser_plugin::Host for ServerHost<'_> {
+    fn config(&self) -> &Config {
+        self.cfg
+    }
+
+    async fn start_pool(
+        &self,
+        name: &str,
+        mode: &str,
+        pool_cfg: &PoolConfig,
+    ) -> Result<Pool, PluginError> {
+        let command = pool_cfg
+            .command
+            .clone()
+            .unwrap_or_else(|| self.cfg.server.command.clone());
+        if command.is_empty() {
+            return Err(PluginError::Other {
+                plugin: "server",
+                message: ServerError::NoCommand.to_string(),
+            });
+        }
+        let spec = SpawnSpec {
+            command,
+            env: worker_env(self.cfg, self.run, pool_cfg, mode),
+            cwd: self.run.workdir.clone(),
+            relay: self.relay.clone(),
+            limits: self.limits,
+            boot_timeout: pool_cfg.allocate_timeout,
+            pool: name.into(),
+            uid: self.uid,
+            gid: self.gid,
+            on_exit: None,
+        };
+        Pool::start(name, pool_cfg.clone(), spec)
+            .await
+            .map_err(|source| PluginError::Pool {
+                pool: name.into(),
+                source,
+            })
+    }
+}
+
+/// Every plugin that serves something, in start order. **Adding a plugin is
+/// one line here** (and a crate implementing `courser_plugin::Factory`); the
+/// rest below treats all of them alike.
+fn factories(metrics: Option<&courser_metrics::Metrics>) -> Vec<Box<dyn Factory>> {
+    vec![
+        Box::new(http::HttpFactory {
+            metrics: metrics.cloned(),
+        }),
+        Box::new(courser_jobs::JobsFactory),
+    ]
+}
+
 /// A running server.
 pub struct Server {
+    plugins: Vec<Box<dyn Plugin>>,
     pools: Vec<Pool>,
-    http: Option<tokio::task::JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
     grace: Duration,
     /// Readiness and how long to advertise draining before closing listeners.
@@ -185,13 +252,20 @@ pub struct Server {
     _relay: Option<SocketListener>,
 }
 
+async fn stop_all(plugins: &mut [Box<dyn Plugin>]) {
+    for p in plugins.iter_mut() {
+        p.stop(Instant::now()).await;
+        for pool in p.pools() {
+            pool.stop(Duration::ZERO).await;
+        }
+    }
+}
+
 impl Server {
-    /// Starts every configured pool and plugin. Fails when a pool cannot start a
-    /// single worker (the error carries the worker's stderr, e.g. a PHP parse error).
+    /// Starts every configured plugin and the operations services (rpc,
+    /// metrics, status, reload). Fails when a pool cannot start a single
+    /// worker (the error carries the worker's stderr, e.g. a PHP parse error).
     pub async fn start(cfg: &Config, run: &RunOptions) -> Result<Server, ServerError> {
-        let Some(http_cfg) = &cfg.http else {
-            return Err(ServerError::NothingToServe);
-        };
         let (uid, gid) = resolve_ids(cfg)?;
         let limits = Limits {
             max_payload: usize::try_from(cfg.server.max_frame_size).unwrap_or(usize::MAX),
@@ -207,59 +281,108 @@ impl Server {
                 (RelayMode::Socket(l.clone()), Some(l))
             }
         };
-        let pool_cfg = http_cfg.pool.clone();
-        let command = pool_cfg
-            .command
-            .clone()
-            .unwrap_or_else(|| cfg.server.command.clone());
-        if command.is_empty() {
-            return Err(ServerError::NoCommand);
-        }
-        let spec = SpawnSpec {
-            command,
-            env: worker_env(cfg, run, &pool_cfg, "http"),
-            cwd: run.workdir.clone(),
+        let host = ServerHost {
+            cfg,
+            run,
             relay,
             limits,
-            boot_timeout: pool_cfg.allocate_timeout,
-            pool: "http".into(),
             uid,
             gid,
-            on_exit: None,
         };
-        let pool = Pool::start("http", pool_cfg.clone(), spec)
-            .await
-            .map_err(|source| ServerError::Pool {
-                pool: "http".into(),
-                source,
-            })?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let pools = vec![pool.clone()];
-        let mut tasks = Vec::new();
-        let metrics = match &cfg.metrics {
-            Some(m) => {
-                let metrics = courser_metrics::Metrics::new();
-                for p in &pools {
-                    metrics.add_pool(p.clone());
+        let metrics = cfg
+            .metrics
+            .as_ref()
+            .map(|_| courser_metrics::Metrics::new());
+
+        // 1. Build: each plugin reads its section and starts its pools.
+        let mut plugins: Vec<Box<dyn Plugin>> = Vec::new();
+        for f in factories(metrics.as_ref()) {
+            match f.build(&host).await {
+                Ok(Some(p)) => plugins.push(p),
+                Ok(None) => {}
+                Err(e) => {
+                    stop_all(&mut plugins).await;
+                    return Err(e.into());
                 }
-                for p in &pools {
-                    let m = metrics.clone();
-                    let name = p.name().to_string();
-                    p.set_wait_observer(std::sync::Arc::new(move |waited| {
-                        m.observe_wait(&name, waited)
-                    }));
-                }
-                metrics.declare_configured(m)?;
-                let server = courser_metrics::bind(&m.address, metrics.clone()).await?;
-                tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
-                Some(metrics)
             }
-            None => None,
+        }
+        if plugins.is_empty() {
+            return Err(ServerError::NothingToServe);
+        }
+        let pools: Vec<Pool> = plugins.iter().flat_map(|p| p.pools()).collect();
+
+        // 2. Register: pools, RPC methods and metric families of every plugin.
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let started = Self::start_ops(cfg, run, &plugins, &pools, metrics, &shutdown_rx).await;
+        let (status, stop_rx) = match started {
+            Ok((status, stop_rx, t)) => {
+                tasks.extend(t);
+                (status, stop_rx)
+            }
+            Err(e) => {
+                stop_all(&mut plugins).await;
+                return Err(e);
+            }
         };
+
+        // 3. Serve.
+        for i in 0..plugins.len() {
+            if let Err(e) = plugins[i].serve(shutdown_rx.clone()).await {
+                shutdown.send_replace(true);
+                stop_all(&mut plugins).await;
+                return Err(e.into());
+            }
+        }
+        Ok(Server {
+            plugins,
+            pools,
+            shutdown,
+            grace: cfg.endure.grace_period,
+            status,
+            tasks,
+            stop_rx,
+            _relay: listener,
+        })
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn start_ops(
+        cfg: &Config,
+        run: &RunOptions,
+        plugins: &[Box<dyn Plugin>],
+        pools: &[Pool],
+        metrics: Option<courser_metrics::Metrics>,
+        shutdown_rx: &watch::Receiver<bool>,
+    ) -> Result<
+        (
+            Option<(courser_status::Status, Duration)>,
+            tokio::sync::mpsc::UnboundedReceiver<()>,
+            Vec<tokio::task::JoinHandle<()>>,
+        ),
+        ServerError,
+    > {
+        let mut tasks = Vec::new();
+        if let (Some(m), Some(metrics)) = (&cfg.metrics, &metrics) {
+            for p in pools {
+                metrics.add_pool(p.clone());
+                let mm = metrics.clone();
+                let name = p.name().to_string();
+                p.set_wait_observer(std::sync::Arc::new(move |waited| {
+                    mm.observe_wait(&name, waited)
+                }));
+            }
+            for p in plugins {
+                metrics.with_registry(|r| p.register_metrics(r));
+            }
+            metrics.declare_configured(m)?;
+            let server = courser_metrics::bind(&m.address, metrics.clone()).await?;
+            tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
+        }
         let status = match &cfg.status {
             Some(st) => {
                 let status = courser_status::Status::new(st.unavailable_status_code);
-                for p in &pools {
+                for p in pools {
                     status.add_pool(p.clone());
                 }
                 let server = courser_status::bind(&st.address, status.clone()).await?;
@@ -274,76 +397,25 @@ impl Server {
                 .clone()
                 .or_else(|| std::env::current_dir().ok())
                 .unwrap_or_else(|| PathBuf::from("."));
-            let reloader = courser_reload::Reloader::start(reload, &base, pools.clone())?;
+            let reloader = courser_reload::Reloader::start(reload, &base, pools.to_vec())?;
             tracing::info!(debounce = ?reload.debounce, "reload: watching for PHP file changes");
             tasks.push(tokio::spawn(reloader.run(shutdown_rx.clone())));
         }
         let (stop_tx, stop_rx) = tokio::sync::mpsc::unbounded_channel();
         if let Some(rpc) = &cfg.rpc {
-            let registry = rpc::registry(
-                pools.clone(),
+            let mut registry = rpc::registry(
+                pools.to_vec(),
                 cfg.server.command.join(" "),
                 stop_tx,
                 metrics.clone(),
             );
+            for p in plugins {
+                p.register_rpc(&mut registry);
+            }
             let server = courser_rpc::RpcServer::bind(&rpc.listen, registry).await?;
             tasks.push(tokio::spawn(server.run(shutdown_rx.clone())));
         }
-        let http = match http_cfg.address.is_some()
-            || http_cfg.extras.ssl.is_some()
-            || http_cfg.extras.fcgi.is_some()
-        {
-            true => {
-                let opts = HttpOptions {
-                    address: http_cfg.address.clone(),
-                    ssl: http_cfg.extras.ssl.clone(),
-                    fcgi: http_cfg.extras.fcgi.clone(),
-                    middleware: http_cfg.middleware.clone(),
-                    static_files: http_cfg.extras.static_files.clone(),
-                    headers: http_cfg.extras.headers.clone(),
-                    uploads: http_cfg.extras.uploads.clone(),
-                    trusted_subnets: http_cfg.trusted_subnets.clone(),
-                    raw_body: http_cfg.raw_body,
-                    observer: metrics.clone().map(|m| {
-                        let f: courser_http::RequestObserver =
-                            std::sync::Arc::new(move |status, elapsed| {
-                                m.observe_http(status, elapsed)
-                            });
-                        f
-                    }),
-                    internal_error_code: http_cfg.internal_error_code,
-                    max_request_size: http_cfg.max_request_size,
-                    debug: pool_cfg.debug,
-                    access_logs: http_cfg.access_logs,
-                    codec: http_cfg.extras.codec,
-                    compression: http_cfg
-                        .middleware
-                        .iter()
-                        .any(|m| m == "gzip" || m == "compression"),
-                    limits: http_cfg.extras.limits.clone(),
-                    max_concurrent_streams: http_cfg.extras.http2.max_concurrent_streams,
-                };
-                let server = match HttpServer::bind(opts, pool.clone()).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        pool.stop(Duration::ZERO).await;
-                        return Err(e.into());
-                    }
-                };
-                Some(tokio::spawn(server.run(shutdown_rx)))
-            }
-            false => None,
-        };
-        Ok(Server {
-            pools,
-            http,
-            shutdown,
-            grace: cfg.endure.grace_period,
-            status,
-            tasks,
-            stop_rx,
-            _relay: listener,
-        })
+        Ok((status, stop_rx, tasks))
     }
 
     /// The pools, for RPC and metrics.
@@ -351,9 +423,9 @@ impl Server {
         &self.pools
     }
 
-    /// Graceful stop: stop accepting, let requests finish within the grace period,
-    /// then stop the workers.
-    pub async fn stop(self) {
+    /// Graceful stop: stop accepting, let requests and jobs finish within the
+    /// grace period, then stop the workers.
+    pub async fn stop(mut self) {
         // First /ready turns unavailable, and load balancers get drain_delay to notice.
         if let Some((status, delay)) = &self.status {
             status.set_draining(true);
@@ -364,11 +436,7 @@ impl Server {
         }
         let deadline = Instant::now() + self.grace;
         self.shutdown.send_replace(true);
-        if let Some(h) = self.http {
-            if tokio::time::timeout_at(deadline.into(), h).await.is_err() {
-                tracing::warn!("requests still running after the grace period; stopping anyway");
-            }
-        }
+        futures_util::future::join_all(self.plugins.iter_mut().map(|p| p.stop(deadline))).await;
         let left = deadline.saturating_duration_since(Instant::now());
         for p in &self.pools {
             p.stop(left).await;
@@ -378,9 +446,9 @@ impl Server {
         }
     }
 
-    /// Replaces every pool's workers, make-before-break (SIGHUP, `courser reset`).
+    /// Replaces every plugin's workers, make-before-break (SIGHUP, `courser reset`).
     pub async fn reset_all(&self) {
-        for p in &self.pools {
+        for p in &self.plugins {
             let n = p.reset().await;
             tracing::info!(plugin = p.name(), workers = n, "reset");
         }

@@ -8,7 +8,7 @@ use courser_rpc::informer::WorkerList;
 use courser_rpc::RpcClient;
 use std::time::Duration;
 
-fn rpc_listen(args: &ConfigArgs) -> anyhow::Result<String> {
+pub(crate) fn rpc_listen(args: &ConfigArgs) -> anyhow::Result<String> {
     let loaded = courser_config::load(&LoadOptions {
         path: args.config.clone(),
         overrides: args.overrides.clone(),
@@ -24,14 +24,14 @@ fn rpc_listen(args: &ConfigArgs) -> anyhow::Result<String> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-async fn client(listen: &str) -> anyhow::Result<RpcClient> {
+pub(crate) async fn client(listen: &str) -> anyhow::Result<RpcClient> {
     Ok(RpcClient::connect(listen, Duration::from_secs(5)).await?)
 }
 

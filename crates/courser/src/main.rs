@@ -19,6 +19,7 @@ struct Cli {
 }
 
 mod control;
+mod jobs;
 
 #[derive(clap::Args, Clone)]
 pub(crate) struct ConfigArgs {
@@ -55,6 +56,16 @@ enum Cmd {
         /// Plugins to reset (default: all).
         plugins: Vec<String>,
     },
+    /// Jobs pipelines of the running server (over RPC): list, stat, pause, resume, destroy.
+    Jobs {
+        /// list | stat | pause | resume | destroy
+        #[arg(value_enum)]
+        action: jobs::Action,
+        #[command(flatten)]
+        cfg: ConfigArgs,
+        /// Pipelines (for pause, resume and destroy).
+        pipelines: Vec<String>,
+    },
     /// Ask the running server to stop gracefully (over RPC).
     Stop {
         #[command(flatten)]
@@ -81,6 +92,11 @@ fn main() -> ExitCode {
         } => control::workers(&cfg, plugins, interactive),
         Cmd::Reset { cfg, plugins } => control::reset(&cfg, plugins),
         Cmd::Stop { cfg } => control::stop(&cfg),
+        Cmd::Jobs {
+            action,
+            cfg,
+            pipelines,
+        } => jobs::run(&cfg, action, pipelines),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -90,7 +90,9 @@ impl PartialOrd for Ready {
 }
 impl Ord for Ready {
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        o.priority.cmp(&self.priority).then_with(|| o.key.cmp(&self.key))
+        o.priority
+            .cmp(&self.priority)
+            .then_with(|| o.key.cmp(&self.key))
     }
 }
 
@@ -193,7 +195,11 @@ pub struct Local {
 }
 
 impl Local {
-    fn new(kind: &'static str, args: &OpenArgs<'_>, store: Option<Store>) -> Result<Local, JobsError> {
+    fn new(
+        kind: &'static str,
+        args: &OpenArgs<'_>,
+        store: Option<Store>,
+    ) -> Result<Local, JobsError> {
         let prefetch = args
             .pipeline
             .config
@@ -230,10 +236,9 @@ impl Local {
                 (*key, v)
             })
             .collect();
-        store
-            .insert(rows)
-            .await
-            .map_err(|e| JobsError::broker(self.inner.kind, &self.inner.name, "writing jobs to disk", e))
+        store.insert(rows).await.map_err(|e| {
+            JobsError::broker(self.inner.kind, &self.inner.name, "writing jobs to disk", e)
+        })
     }
 
     async fn push_all(&self, jobs: Vec<Job>) -> Result<(), JobsError> {
