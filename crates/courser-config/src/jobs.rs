@@ -227,7 +227,7 @@ pub(crate) fn parse_jobs(
                 })?;
             if UNSUPPORTED_DRIVERS.contains(&driver.as_str()) {
                 warnings.push(Warning::new(
-                    &format!("{path}.driver"),
+                    format!("{path}.driver"),
                     format!(
                         "{path}.driver: {driver} is a RoadRunner driver Courser does not support yet; \
                          pipeline {name} is skipped (supported: {})",
