@@ -26,7 +26,8 @@ pub struct JobsConfig {
     /// `jobs.pool`: the workers that consume (started with `RR_MODE=jobs`).
     pub pool: PoolConfig,
     /// `jobs.num_pollers`: jobs handed to workers at once (default: the pool's
-    /// `num_workers`).
+    /// `num_workers` + 2, as RoadRunner, which also ignores a configured value;
+    /// Courser honours it).
     pub num_pollers: usize,
     /// `jobs.pipeline_size`: jobs held ready in memory across pipelines
     /// before drivers wait (default 1,000,000 as RoadRunner).
@@ -196,7 +197,7 @@ pub(crate) fn parse_jobs(
         .uint("num_pollers", "a positive whole number")?
         .filter(|n| *n > 0)
         .map(|n| n as usize)
-        .unwrap_or(pool.num_workers.max(1));
+        .unwrap_or(pool.num_workers.max(1) + 2);
     let pipeline_size = jobs
         .uint("pipeline_size", "a positive whole number")?
         .filter(|n| *n > 0)

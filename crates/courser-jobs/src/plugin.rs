@@ -269,6 +269,8 @@ impl Core {
             return;
         };
         let answer = match result {
+            // An empty answer acks, as RoadRunner does.
+            Ok(r) if r.body.is_empty() => Answer::Ack,
             Ok(r) => match Answer::parse(&r.body) {
                 Ok(a) => a,
                 Err(e) => {
