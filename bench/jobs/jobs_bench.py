@@ -12,7 +12,7 @@ Scenarios (--scenario):
 
 Not a test: it reports figures. Everything listens on 127.0.0.1.
 """
-import argparse, json, os, random, signal, socket, struct, subprocess, sys, tempfile, time, uuid, zlib
+import argparse, json, os, random, shutil, signal, socket, struct, subprocess, sys, tempfile, time, uuid, zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '..', '..'))
@@ -278,6 +278,10 @@ def run(args, driver):
     for n in nodes:
         n.stop()
     lost = [j for j in pushed_at if j not in acks]
+    if lost or args.keep:
+        print('kept %s (logs, configs)' % d, file=sys.stderr)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
     res = {
         'driver': driver, 'scenario': args.scenario, 'pushed': len(pushed_at),
         'acked': len(pushed_at) - len(lost), 'lost': len(lost),
@@ -303,6 +307,7 @@ def main():
                     help='microseconds each job sleeps in PHP (default 0 for plain, 1000 for the fault scenarios, '
                          'so that the run lasts long enough for the faults)')
     ap.add_argument('--timeout', type=float, default=180)
+    ap.add_argument('--keep', action='store_true', help='keep the temp dir (configs, logs)')
     ap.add_argument('--json', help='append results to this file (one JSON object per line)')
     args = ap.parse_args()
     print('| driver | scenario | pushed | acked | lost | dups | jobs/s | p50 ms | p99 ms | Courser CPU µs/job | killed |')
