@@ -22,6 +22,7 @@ struct Jobs {
     dir: tempfile::TempDir,
     rpc: u16,
     metrics: u16,
+    status: u16,
     rt: tokio::runtime::Runtime,
 }
 
@@ -32,9 +33,9 @@ impl Drop for Jobs {
     }
 }
 
-fn config(rpc: u16, metrics: u16, dir: &std::path::Path, jobs: &str) -> String {
+fn config(rpc: u16, metrics: u16, status: u16, dir: &std::path::Path, jobs: &str) -> String {
     format!(
-        "version: \"3\"\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nserver:\n  command: \"php {}\"\n  env:\n    JOBS_LOG: {}\nmetrics:\n  address: 127.0.0.1:{metrics}\nlogs:\n  level: info\nendure:\n  grace_period: 10s\njobs:\n{jobs}\n",
+        "version: \"3\"\nrpc:\n  listen: tcp://127.0.0.1:{rpc}\nstatus:\n  address: 127.0.0.1:{status}\nserver:\n  command: \"php {}\"\n  env:\n    JOBS_LOG: {}\nmetrics:\n  address: 127.0.0.1:{metrics}\nlogs:\n  level: info\nendure:\n  grace_period: 10s\njobs:\n{jobs}\n",
         php_script("jobs_worker.php").display(),
         dir.join("jobs.log").display(),
     )
@@ -44,11 +45,11 @@ impl Jobs {
     /// Starts `courser serve` with `jobs:` set to `jobs` (indented by two).
     fn start(jobs: &str) -> Jobs {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (rpc, metrics) = (free_port(), free_port());
+        let (rpc, metrics, status) = (free_port(), free_port(), free_port());
         let jobs = jobs.replace("$DIR", &dir.path().display().to_string());
         std::fs::write(
             dir.path().join(".rr.yaml"),
-            config(rpc, metrics, dir.path(), &jobs),
+            config(rpc, metrics, status, dir.path(), &jobs),
         )
         .expect("write config");
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -61,6 +62,7 @@ impl Jobs {
             dir,
             rpc,
             metrics,
+            status,
             rt,
         };
         j.wait_ready();
@@ -452,6 +454,18 @@ fn list_stat_declare_destroy_and_the_cli() {
     assert_eq!(j.pipelines("jobs.List", &[]).expect("list"), vec!["mem"]);
     let (_, out) = j.cli(&["workers", "jobs"]);
     assert!(out.contains("Workers of [jobs]"), "{out}");
+    let ready = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{}/ready?plugin=jobs", j.status),
+        ])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&ready.stdout), "200");
 }
 
 #[test]
