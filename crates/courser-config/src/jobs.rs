@@ -17,6 +17,100 @@ use crate::tree::{key_text, scalar_text, untag};
 /// Drivers Courser implements.
 pub const JOB_DRIVERS: &[&str] = &["memory", "boltdb", "amqp", "nats", "beanstalk", "redis"];
 
+/// The `config` keys each driver reads (RoadRunner's names, plus Courser's
+/// own where noted in the driver docs). Others get an "unknown key" warning.
+pub const DRIVER_KEYS: &[(&str, &[&str])] = &[
+    ("memory", &["priority", "prefetch"]),
+    ("boltdb", &["file", "priority", "prefetch", "permissions"]),
+    (
+        "amqp",
+        &[
+            "addr",
+            "queue",
+            "exchange",
+            "exchange_type",
+            "routing_key",
+            "durable",
+            "exclusive",
+            "prefetch",
+            "priority",
+            "delete_queue_on_stop",
+            "multiple_ack",
+            "requeue_on_fail",
+            "consumer_id",
+            "redial_timeout",
+            "exchange_durable",
+            "exchange_auto_delete",
+            "queue_auto_delete",
+            "queue_headers",
+        ],
+    ),
+    (
+        "nats",
+        &[
+            "addr",
+            "subject",
+            "stream",
+            "prefetch",
+            "priority",
+            "deliver_new",
+            "rate_limit",
+            "delete_stream_on_stop",
+            "delete_after_ack",
+            "ack_wait",
+        ],
+    ),
+    (
+        "beanstalk",
+        &[
+            "addr",
+            "tube",
+            "tube_priority",
+            "reserve_timeout",
+            "priority",
+            "ttr",
+            "prefetch",
+        ],
+    ),
+    (
+        "redis",
+        &[
+            "addrs",
+            "stream",
+            "group",
+            "prefetch",
+            "priority",
+            "consumer",
+            "claim_idle",
+        ],
+    ),
+];
+
+/// Warns about `config` keys the driver does not read, naming the nearest one.
+fn check_driver_keys(driver: &str, opts: &DriverOptions, warnings: &mut Vec<Warning>) {
+    let Some((_, known)) = DRIVER_KEYS.iter().find(|(d, _)| *d == driver) else {
+        return;
+    };
+    for k in opts.unknown_keys(known) {
+        let key = opts.key(&k);
+        let near = known
+            .iter()
+            .filter(|c| strsim::levenshtein(&k, c) <= 3 || strsim::jaro_winkler(&k, c) >= 0.9)
+            .min_by_key(|c| strsim::levenshtein(&k, c));
+        let message = match near {
+            Some(n) => format!(
+                "unknown key {key} for the {driver} driver; did you mean {}?",
+                opts.key(n)
+            ),
+            None => format!(
+                "unknown key {key} for the {driver} driver; it is ignored (the {driver} driver reads {})",
+                known.join(", ")
+            ),
+        };
+        warnings.push(Warning::new(&key, message));
+    }
+}
+
 /// RoadRunner drivers Courser does not implement (no server installable here).
 const UNSUPPORTED_DRIVERS: &[&str] = &["kafka", "sqs", "gcp_pubsub", "googlepubsub"];
 
@@ -256,6 +350,7 @@ pub(crate) fn parse_jobs(
                 }
             };
             let config = DriverOptions::new(format!("{path}.config"), config_map);
+            check_driver_keys(&driver, &config, warnings);
             // RoadRunner 2.x wrote priority at the pipeline level; 3.x under config.
             let priority = match config.int("priority")? {
                 Some(p) => p,
@@ -378,6 +473,20 @@ mod tests {
             let e = load(&y).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(e.contains(key), "{yaml}: {e}");
         }
+    }
+
+    #[test]
+    fn misspelled_driver_keys_are_warned_with_the_nearest() {
+        let l = load("version: '3'\nserver: {command: php w.php}\njobs: {pipelines: {a: {driver: amqp, config: {prefech: 3, queue: q}}}}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let w: Vec<String> = l.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            w.iter()
+                .any(|w| w.contains("jobs.pipelines.a.config.prefech")
+                    && w.contains("did you mean jobs.pipelines.a.config.prefetch")),
+            "{w:?}"
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
     }
 
     #[test]
