@@ -7,7 +7,9 @@ pub enum JobsError {
     #[error("no such pipeline: {0:?}; declare it under jobs.pipelines or with jobs.Declare")]
     NoSuchPipeline(String),
     /// A job without an id.
-    #[error("a job must have an id (PHP sets a uuid4); job {name:?} for pipeline {pipeline:?} has none")]
+    #[error(
+        "a job must have an id (PHP sets a uuid4); job {name:?} for pipeline {pipeline:?} has none"
+    )]
     EmptyId {
         /// The job's name.
         name: String,

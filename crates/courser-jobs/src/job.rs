@@ -53,11 +53,7 @@ impl Job {
             name: j.job,
             id: j.id,
             payload: j.payload,
-            headers: j
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k, v.value))
-                .collect(),
+            headers: j.headers.into_iter().map(|(k, v)| (k, v.value)).collect(),
             options: JobOptions {
                 priority: options.priority,
                 pipeline: options.pipeline,

@@ -1,1 +1,2 @@
 //! Queue drivers, one module each.
+pub mod redis;
