@@ -1,2 +1,3 @@
 //! Queue drivers, one module each.
+pub mod beanstalk;
 pub mod redis;
