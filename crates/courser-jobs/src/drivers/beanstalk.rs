@@ -396,7 +396,7 @@ impl Consumer {
                     c = self.rx.recv() => Err(c),
                 };
                 match r {
-                    Ok(r) => Some(r),
+                    Ok(r) => r.map(|r| vec![r]),
                     Err(c) => {
                         self.conn = None;
                         self.generation += 1;
@@ -404,31 +404,43 @@ impl Consumer {
                         if self.handle(c).await == Flow::Exit {
                             return;
                         }
-                        None
+                        continue;
                     }
                 }
             } else {
-                Some(conn.reserve(0).await)
+                // Jobs are out: never block (their acks use this connection);
+                // take what is ready, several reserves per round trip.
+                let room = self.s.prefetch - self.inflight.len();
+                conn.reserve_now(room.min(16)).await
             };
-            match reserved {
-                None => {}
-                Some(Ok(Reserve::Job(id, body))) => {
-                    poll = POLL_MIN;
+            let got = match reserved {
+                Ok(got) => got,
+                Err(e) => {
+                    self.lose("reserving", e);
+                    continue;
+                }
+            };
+            let mut any = false;
+            let generation = self.generation;
+            for r in got {
+                if self.generation != generation {
+                    break; // that connection (and these reservations) died meanwhile
+                }
+                if let Reserve::Job(id, body) = r {
+                    any = true;
                     if self.take(id, body).await == Flow::Exit {
                         return;
                     }
                 }
-                Some(Ok(Reserve::TimedOut | Reserve::DeadlineSoon))
-                    if !self.inflight.is_empty() =>
-                {
-                    let wait = poll.min(self.next_touch());
-                    poll = (poll * 2).min(POLL_MAX);
-                    if self.wait_ctl(wait).await == Flow::Exit {
-                        return;
-                    }
+            }
+            if any {
+                poll = POLL_MIN;
+            } else if !self.inflight.is_empty() {
+                let wait = poll.min(self.next_touch());
+                poll = (poll * 2).min(POLL_MAX);
+                if self.wait_ctl(wait).await == Flow::Exit {
+                    return;
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => self.lose("reserving", e),
             }
         }
     }
@@ -585,44 +597,105 @@ impl Consumer {
                 op,
                 reply,
             } => {
-                let r = self.settle(id, generation, op).await;
-                if let Some(reply) = reply {
-                    let _ = reply.send(r);
+                // Take every settle already queued and pipeline them.
+                let mut batch = vec![(id, generation, op, reply)];
+                let mut other = None;
+                while batch.len() < 256 {
+                    match self.rx.try_recv() {
+                        Ok(Ctl::Settle {
+                            id,
+                            generation,
+                            op,
+                            reply,
+                        }) => batch.push((id, generation, op, reply)),
+                        Ok(c) => {
+                            other = Some(c);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.settle(batch).await;
+                if let Some(c) = other {
+                    return Box::pin(self.handle(c)).await;
                 }
             }
         }
         Flow::Go
     }
 
-    async fn settle(&mut self, id: u64, generation: u64, op: Op) -> Result<(), String> {
-        let lost = || {
+    /// Sends the deletes/releases of `batch` in one write, then reads their replies.
+    async fn settle(&mut self, batch: Vec<Settle>) {
+        let lost = |id: u64| {
             format!(
                 "the connection that reserved job {id} was lost; beanstalkd made it ready again and will deliver it again"
             )
         };
-        if generation != self.generation || self.inflight.remove(&id).is_none() {
-            return Err(lost());
+        let mut sent = Vec::with_capacity(batch.len());
+        for (id, generation, op, reply) in batch {
+            if generation != self.generation
+                || self.conn.is_none()
+                || self.inflight.remove(&id).is_none()
+            {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(lost(id)));
+                }
+                continue;
+            }
+            sent.push((id, op, reply));
         }
+        if sent.is_empty() {
+            return;
+        }
+        let pri = self.s.tube_priority;
         let Some(conn) = self.conn.as_mut() else {
-            return Err(lost());
+            return;
         };
-        let r = match op {
-            Op::Delete => conn.delete(id).await,
-            Op::Release => conn.release(id, self.s.tube_priority, 0).await,
-        };
+        let r: std::io::Result<Vec<client::Reply>> = async {
+            for (id, op, _) in &sent {
+                let line = match op {
+                    Op::Delete => format!("delete {id}"),
+                    Op::Release => format!("release {id} {pri} 0"),
+                };
+                conn.send(&line, None).await?;
+            }
+            conn.flush().await?;
+            let mut replies = Vec::with_capacity(sent.len());
+            for _ in &sent {
+                replies.push(conn.read().await?);
+            }
+            Ok(replies)
+        }
+        .await;
         match r {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(format!(
-                "beanstalkd no longer holds job {id} as reserved (NOT_FOUND)"
-            )),
+            Ok(replies) => {
+                for ((id, op, reply), rep) in sent.into_iter().zip(replies) {
+                    let res = match (op, rep.status()) {
+                        (Op::Delete, "DELETED") | (Op::Release, "RELEASED") => Ok(()),
+                        (_, "NOT_FOUND") => Err(format!(
+                            "beanstalkd no longer holds job {id} as reserved (NOT_FOUND)"
+                        )),
+                        _ => Err(rep.unexpected(&format!("{op:?} {id}")).to_string()),
+                    };
+                    if let Some(reply) = reply {
+                        let _ = reply.send(res);
+                    }
+                }
+            }
             Err(e) => {
-                let msg = format!("{op:?} of job {id}: {e}");
-                self.lose("settling a job", e);
-                Err(msg)
+                let msg = e.to_string();
+                self.lose("settling jobs", e);
+                for (id, op, reply) in sent {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(format!("{op:?} of job {id}: {msg}")));
+                    }
+                }
             }
         }
     }
 }
+
+type Settle = (u64, u64, Op, Option<oneshot::Sender<Result<(), String>>>);
 
 struct BeanstalkAcker {
     id: u64,

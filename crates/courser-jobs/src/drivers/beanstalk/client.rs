@@ -183,6 +183,25 @@ impl Conn {
         }
     }
 
+    /// `k` pipelined `reserve-with-timeout 0`: whatever is ready, at most `k` jobs.
+    pub(crate) async fn reserve_now(&mut self, k: usize) -> io::Result<Vec<Reserve>> {
+        for _ in 0..k {
+            self.send("reserve-with-timeout 0", None).await?;
+        }
+        self.flush().await?;
+        let mut out = Vec::with_capacity(k);
+        for _ in 0..k {
+            let r = self.read().await?;
+            out.push(match r.status() {
+                "RESERVED" => Reserve::Job(r.num(1)?, r.body.unwrap_or_default()),
+                "TIMED_OUT" => Reserve::TimedOut,
+                "DEADLINE_SOON" => Reserve::DeadlineSoon,
+                _ => return Err(r.unexpected("reserve-with-timeout 0")),
+            });
+        }
+        Ok(out)
+    }
+
     /// `delete <id>`: false when NOT_FOUND.
     pub(crate) async fn delete(&mut self, id: u64) -> io::Result<bool> {
         self.found(&format!("delete {id}"), "DELETED").await
