@@ -195,6 +195,7 @@ async fn nack_requeue_redelivers_and_nack_false_drops() {
     again.acker.nack(false).await.expect("nack drop");
     assert!(next_within(&r, Duration::from_millis(700)).await.is_none());
     stat_until(&d, |s| s.reserved == 0 && s.ready_jobs == 0).await;
+
     d.stop().await.expect("stop");
 }
 
@@ -471,5 +472,16 @@ async fn throughput_10k() {
         lat[n * 99 / 100] as f64 / 1e6
     );
     stat_until(&d, |s| s.reserved == 0 && s.ready_jobs == 0).await;
+
+    // Unloaded: one job at a time, push → delivered → acked.
+    let mut one = Vec::new();
+    for i in 0..200 {
+        let t = Instant::now();
+        d.push(job(&format!("l{i}"))).await.expect("push");
+        expect_next(&r).await.acker.ack().await.expect("ack");
+        one.push(t.elapsed());
+    }
+    one.sort_unstable();
+    println!("unloaded push→ack: p50 {:?}, p99 {:?}", one[100], one[198]);
     d.stop().await.expect("stop");
 }

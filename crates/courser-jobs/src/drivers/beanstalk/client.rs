@@ -202,11 +202,6 @@ impl Conn {
         Ok(out)
     }
 
-    /// `delete <id>`: false when NOT_FOUND.
-    pub(crate) async fn delete(&mut self, id: u64) -> io::Result<bool> {
-        self.found(&format!("delete {id}"), "DELETED").await
-    }
-
     /// `release <id> <pri> <delay>`: false when NOT_FOUND.
     pub(crate) async fn release(&mut self, id: u64, pri: u32, delay: u64) -> io::Result<bool> {
         self.found(&format!("release {id} {pri} {delay}"), "RELEASED")
