@@ -1,6 +1,8 @@
 //! Queue drivers, one module each, and the table that opens them by name.
 
+pub mod beanstalk;
 pub mod local;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
     match args.pipeline.driver.as_str() {
         "memory" => local::open_memory(args).await,
         "boltdb" => local::open_boltdb(args).await,
+        "redis" => redis::open(args).await,
+        "beanstalk" => beanstalk::open(args).await,
         other => Err(JobsError::Other(format!(
             "jobs.pipelines.{}.driver: the {other} driver is not built into this Courser",
             args.pipeline.name
