@@ -317,7 +317,7 @@ def main():
             continue
         r = run(args, drv)
         killed = r['workers_killed'] if args.scenario == 'kill-workers' else ('node b' if r['node_killed'] else '')
-        extra = (' acks by node pid: %s' % r['acks_by_node']) if 'acks_by_node' in r else ''
+        extra = (' acks by node: %s' % r['acks_by_node']) if 'acks_by_node' in r else ''
         print('| %s | %s | %d | %d | %d | %d | %.0f | %.1f | %.1f | %.1f | %s |%s' % (
             drv, r['scenario'], r['pushed'], r['acked'], r['lost'], r['duplicates'], r['jobs_per_s'],
             r['p50_ms'], r['p99_ms'], r['courser_cpu_us_per_job'], killed, extra), flush=True)
