@@ -1,5 +1,6 @@
 //! Queue drivers, one module each, and the table that opens them by name.
 
+pub mod amqp;
 pub mod beanstalk;
 pub mod local;
 pub mod redis;
@@ -15,6 +16,7 @@ pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
         "memory" => local::open_memory(args).await,
         "boltdb" => local::open_boltdb(args).await,
         "redis" => redis::open(args).await,
+        "amqp" => amqp::open(args).await,
         "beanstalk" => beanstalk::open(args).await,
         other => Err(JobsError::Other(format!(
             "jobs.pipelines.{}.driver: the {other} driver is not built into this Courser",
