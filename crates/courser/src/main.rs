@@ -215,6 +215,7 @@ fn channel_targets(plugin: &str) -> &'static [&'static str] {
         "metrics" => &["courser_metrics"],
         "status" => &["courser_status"],
         "reload" => &["courser_reload"],
+        "jobs" => &["courser_jobs"],
         _ => &[],
     }
 }
@@ -230,7 +231,10 @@ fn init_logs(cfg: &courser_config::LogsConfig) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut directives = format!(
-        "{},hyper=warn,h2=warn,rustls=warn,tower_http=warn",
+        // The broker clients log their own view of failures the jobs drivers
+        // already report in one sentence each (e.g. lapin's "Connection
+        // error" when Courser closes its own connection at stop).
+        "{},hyper=warn,h2=warn,rustls=warn,tower_http=warn,lapin=off,amq_protocol=off,async_nats=error,redis=warn",
         level_name(cfg.level)
     );
     for (plugin, ch) in &cfg.channels {
