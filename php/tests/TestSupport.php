@@ -14,13 +14,13 @@ final class TestSupport
 {
     /**
      * Returns the directory of the shared test vectors: $COURSER_VECTORS, or
-     * shared/spec/vectors next to the repository.
+     * tests/vectors at the repository root.
      */
     public static function vectorsDir(): string
     {
         $dir = getenv('COURSER_VECTORS');
 
-        return $dir !== false && $dir !== '' ? $dir : __DIR__ . '/../../../shared/spec/vectors';
+        return $dir !== false && $dir !== '' ? $dir : __DIR__ . '/../../tests/vectors';
     }
 
     /**

@@ -1,7 +1,7 @@
 //! Loads a RoadRunner `.rr.yaml` once at startup and turns it into typed,
 //! validated values, with clear errors.
 //!
-//! The steps, in order (see `shared/spec/roadrunner-compat.md`, section 5):
+//! The steps, in order (see `docs/protocol.md`, configuration):
 //!
 //! 1. **Dotenv.** `--dotenv FILE` (or `DOTENV_PATH` from the environment when
 //!    no file is given) is read into the variables used for expansion.

@@ -1,5 +1,5 @@
 //! Goridge v3 frame codec, the wire format RoadRunner speaks with its PHP workers
-//! and RPC clients (`shared/spec/roadrunner-compat.md`, section 1).
+//! and RPC clients (`docs/protocol.md`, frames).
 //!
 //! The crate is sans-IO: [`decode`] takes bytes and returns a frame and the
 //! number of bytes it used, or says that more bytes are needed; [`Frame::encode_into`]

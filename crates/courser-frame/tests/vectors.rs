@@ -1,4 +1,4 @@
-//! Every frame in `shared/spec/vectors` decodes, passes its CRC check, splits into
+//! Every frame in `tests/vectors` (captured from RoadRunner's PHP libraries; see `docs/protocol.md`) decodes, passes its CRC check, splits into
 //! its parts, and re-encodes to the identical bytes.
 
 use courser_frame::{decode_exact, flags, stream, Limits};
@@ -8,7 +8,7 @@ fn vectors_dir() -> PathBuf {
     if let Ok(d) = std::env::var("COURSER_VECTORS") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -217,6 +217,44 @@ fn response_vectors_carry_one_context_option_in_range() {
         assert!(
             f.split_context().is_some(),
             "{name}: context length out of range"
+        );
+    }
+}
+
+/// The vectors are a copy of the team's shared capture (`../shared/spec/vectors`
+/// beside this repository, when it is there): they must not drift apart.
+#[test]
+fn the_copied_vectors_match_the_shared_capture() {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/vectors");
+    if !shared.is_dir() {
+        eprintln!(
+            "skipping: {} is not there (a checkout outside the team workspace)",
+            shared.display()
+        );
+        return;
+    }
+    let names = |d: &PathBuf| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .expect("read dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let ours = vectors_dir();
+    assert_eq!(
+        names(&ours),
+        names(&shared),
+        "tests/vectors and {} list different files",
+        shared.display()
+    );
+    for n in names(&ours) {
+        let a = std::fs::read(ours.join(&n)).expect("read ours");
+        let b = std::fs::read(shared.join(&n)).expect("read shared");
+        assert!(
+            a == b,
+            "tests/vectors/{n} differs from the shared capture; copy it again"
         );
     }
 }

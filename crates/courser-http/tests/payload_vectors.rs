@@ -1,4 +1,4 @@
-//! HTTP payloads against the golden vectors in `shared/spec/vectors` (spec
+//! HTTP payloads against the golden vectors in `tests/vectors` (spec
 //! section 3): request contexts decode to the documented values and re-encode
 //! to the identical bytes, every response context decodes, and form and
 //! multipart bodies follow RoadRunner's tree rules. Multipart bodies are built
@@ -24,7 +24,7 @@ fn vectors_dir() -> PathBuf {
     if let Ok(d) = std::env::var("COURSER_VECTORS") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
 }
 
 fn unhex(s: &str) -> Vec<u8> {

@@ -11,10 +11,7 @@ use std::path::PathBuf;
 
 fn vector(name: &str) -> Vec<u8> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dirs = [
-        root.join("tests/vectors"),
-        root.join("../shared/spec/vectors"),
-    ];
+    let dirs = [root.join("tests/vectors")];
     for d in &dirs {
         if let Ok(text) = std::fs::read_to_string(d.join(format!("{name}.hex"))) {
             let t: String = text.split_whitespace().collect();

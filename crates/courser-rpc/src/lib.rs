@@ -1,5 +1,5 @@
-//! The RPC plugin: RoadRunner's Goridge RPC (`shared/spec/roadrunner-compat.md`,
-//! section 4) served on `rpc.listen`, a registry of methods that other plugins
+//! The RPC plugin: RoadRunner's Goridge RPC (`docs/protocol.md`, "RPC")
+//! served on `rpc.listen`, a registry of methods that other plugins
 //! fill (informer, resetter, kv, jobs, metrics), and a client for the CLI.
 //!
 //! A request is one frame with options `[seq, len(method)]` and a payload of

@@ -15,7 +15,7 @@ fn vectors_dir() -> PathBuf {
     if let Ok(d) = std::env::var("COURSER_VECTORS") {
         return PathBuf::from(d);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
 }
 
 fn load(name: &str) -> Vec<u8> {
