@@ -26,6 +26,17 @@ fn start_example(name: &str) -> (std::process::Child, String) {
         .args(["serve", "-c"])
         .arg(root.join(format!("examples/{name}/.rr.yaml")))
         .args(["-o", &format!("http.address=127.0.0.1:{port}")])
+        // The examples' rpc ports are fixed; tests run side by side.
+        .args([
+            "-o",
+            &format!(
+                "rpc.listen=tcp://127.0.0.1:{}",
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("port")
+                    .port()
+            ),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -89,10 +100,19 @@ fn hello_example_serves_its_routes() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
+    let rpc = format!(
+        "rpc.listen=tcp://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("port")
+            .port()
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_courser"))
         .args(["serve", "-c"])
         .arg(root.join("examples/hello/.rr.yaml"))
         .args(["-o", &format!("http.address=127.0.0.1:{port}")])
+        // The examples' rpc ports are fixed; tests run side by side.
+        .args(["-o", &rpc])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -131,6 +151,19 @@ fn hello_example_serves_its_routes() {
                 &format!("{u}/nope")
             ])
             .1 == "404"
+        );
+        // The example's rpc section lets the CLI reach it (issue 18, item 4).
+        let out = Command::new(env!("CARGO_BIN_EXE_courser"))
+            .args(["workers", "-c"])
+            .arg(root.join("examples/hello/.rr.yaml"))
+            .args(["-o", &rpc])
+            .output()
+            .expect("courser workers");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Workers of [http]"),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
         );
     });
     let _ = child.kill();

@@ -334,6 +334,17 @@ fn the_legacy_example_serves_its_pages() {
         .args(["serve", "-c"])
         .arg(root.join("examples/legacy/.rr.yaml"))
         .args(["-o", &format!("http.address=127.0.0.1:{port}")])
+        // The examples' rpc ports are fixed; tests run side by side.
+        .args([
+            "-o",
+            &format!(
+                "rpc.listen=tcp://127.0.0.1:{}",
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("port")
+                    .port()
+            ),
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
