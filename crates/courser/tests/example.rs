@@ -44,7 +44,24 @@ fn start_example(name: &str) -> (std::process::Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
+/// The Debian package an example needs, by the directory it installs.
+fn require_package(name: &str) {
+    let (dir, package) = match name {
+        "slim" => ("/usr/share/php/Slim", "php-slim"),
+        "symfony" => (
+            "/usr/share/php/Symfony/Component/HttpKernel",
+            "php-symfony-http-kernel php-symfony-routing php-symfony-event-dispatcher",
+        ),
+        _ => return,
+    };
+    assert!(
+        std::path::Path::new(dir).is_dir(),
+        "examples/{name} needs Debian's {package}: apt-get install -y {package} (scripts/test installs it)"
+    );
+}
+
 fn framework_example(name: &str, hello: &str) {
+    require_package(name);
     let (mut child, u) = start_example(name);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut up = false;
