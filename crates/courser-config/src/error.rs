@@ -98,6 +98,32 @@ pub enum ConfigError {
     /// A file named in `include` could not be used.
     #[error("the included file {} {reason}", path.display())]
     Include { path: PathBuf, reason: String },
+
+    /// An error in the typed sections together with the warnings found
+    /// before it (an unknown key is often the cause: `comand:` makes
+    /// `server.command` missing), so the hint is never lost.
+    #[error("{error}{}", hints_text(.warnings))]
+    WithWarnings {
+        error: Box<ConfigError>,
+        warnings: Vec<Warning>,
+    },
+}
+
+fn hints_text(warnings: &[Warning]) -> String {
+    warnings
+        .iter()
+        .map(|w| format!("\n  warning: {w}"))
+        .collect()
+}
+
+impl ConfigError {
+    /// The error without the warnings attached to it.
+    pub fn root(&self) -> &ConfigError {
+        match self {
+            ConfigError::WithWarnings { error, .. } => error.root(),
+            other => other,
+        }
+    }
 }
 
 fn bad_version_message(value: &str) -> String {

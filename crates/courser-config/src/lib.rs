@@ -191,7 +191,16 @@ pub fn parse_str(yaml: &str, opts: &LoadOptions) -> Result<Loaded, ConfigError> 
 
     let version = check_version(&tree, &mut warnings)?;
     schema::check(&tree, &mut warnings);
-    let config = config::build(&tree, version, &mut warnings)?;
+    let config = match config::build(&tree, version, &mut warnings) {
+        Ok(c) => c,
+        Err(error) if !warnings.is_empty() => {
+            return Err(ConfigError::WithWarnings {
+                error: Box::new(error),
+                warnings,
+            })
+        }
+        Err(error) => return Err(error),
+    };
     Ok(Loaded {
         config,
         warnings,

@@ -833,3 +833,23 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
     assert_eq!(c.endure.grace_period, Duration::from_secs(30));
     assert_eq!(c.raw["jobs"]["pool"]["num_workers"].as_u64(), Some(2));
 }
+
+/// Issue 18, item 5: the hint for a misspelled key comes with the error it causes.
+#[test]
+fn a_typo_that_causes_an_error_comes_with_its_hint() {
+    let e = parse_str(
+        "version: '3'\nserver:\n  comand: php worker.php\nhttp:\n  address: 127.0.0.1:8080\n",
+        &LoadOptions {
+            env: Some(HashMap::new()),
+            ..LoadOptions::new(".rr.yaml")
+        },
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("server.command is required"), "{e}");
+    assert!(
+        e.contains("unknown key server.comand; did you mean server.command?"),
+        "{e}"
+    );
+}

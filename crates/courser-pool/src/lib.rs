@@ -940,12 +940,14 @@ impl Inner {
             _ => RestartReason::Crash,
         };
         self.stats.restart(reason);
+        // The caller logs a failed job once, with what the job was (the HTTP
+        // request, the jobs job id); the pool only counts it.
         match e {
             JobError::StopRequested { .. } | JobError::NotDelivered { .. } => {
                 tracing::info!(pool = %self.name, error = %e, "worker left before running the job")
             }
             _ => {
-                tracing::error!(pool = %self.name, pid = e.pid(), kind = e.kind(), error = %e, "job failed")
+                tracing::debug!(pool = %self.name, pid = e.pid(), kind = e.kind(), error = %e, "job failed")
             }
         }
     }

@@ -185,6 +185,38 @@ fn crashes_errors_and_stdout_garbage_fail_one_request_only() {
     );
 }
 
+/// Issue 18, item 6: one failure, one log line (the pool no longer logs what
+/// its caller logs with the request it belonged to).
+#[test]
+fn a_worker_failure_is_logged_once_with_its_request() {
+    let s = Server::start("");
+    assert_eq!(
+        common::request(s.port, "POST", "/crash", b"x").map(|r| r.0),
+        Some(500)
+    );
+    assert_eq!(get(s.port, "/error").map(|r| r.0), Some(500));
+    assert!(wait_for(Duration::from_secs(5), || s
+        .log_text()
+        .contains("deliberate failure")));
+    let log = s.plain_log();
+    let crash: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("crashed while running the job"))
+        .collect();
+    assert_eq!(crash.len(), 1, "{log}");
+    assert!(
+        crash[0].contains("/crash"),
+        "the line names the request: {}",
+        crash[0]
+    );
+    let error: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("reported an error"))
+        .collect();
+    assert_eq!(error.len(), 1, "{log}");
+    assert!(error[0].contains("/error"), "{}", error[0]);
+}
+
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
     let mut s = Server::start("");
