@@ -106,6 +106,7 @@ fuzz_target!(|data: &[u8]| {
         forbid: vec![".php".into()],
         allow: Vec::new(),
         max_part_fields_bytes: 1 << 16,
+        max_parts: 1000,
     };
     let chunks: Vec<Result<Bytes, std::io::Error>> = body
         .chunks(chunk)

@@ -19,7 +19,13 @@ pub struct UploadsConfig {
     pub forbid: Vec<String>,
     /// When not empty, the only accepted extensions.
     pub allow: Vec<String>,
+    /// Most parts (fields and files) in one multipart body (Courser's
+    /// `http.uploads.max_parts`, default 1000); more get 400 with the reason.
+    pub max_parts: usize,
 }
+
+/// Default of `http.uploads.max_parts`.
+pub const DEFAULT_MAX_PARTS: usize = 1000;
 
 /// `http.static` (with `static` in `http.middleware`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,6 +267,11 @@ pub(crate) fn parse_extras(
         dir: path_of(&up, "dir")?.unwrap_or_else(std::env::temp_dir),
         forbid: extensions(&up, "forbid")?,
         allow: extensions(&up, "allow")?,
+        max_parts: up
+            .uint("max_parts", "a positive whole number of parts")?
+            .filter(|n| *n > 0)
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .unwrap_or(DEFAULT_MAX_PARTS),
     };
 
     let static_files = if s.get("static").is_some() {

@@ -70,7 +70,7 @@ pub use env::{expand_str, parse_dotenv};
 pub use error::{ConfigError, Warning};
 pub use http::{
     ClientAuth, CorsConfig, HeadersConfig, Http2Config, HttpCodec, HttpExtras, HttpLimits,
-    SslConfig, StaticConfig, UploadsConfig,
+    SslConfig, StaticConfig, UploadsConfig, DEFAULT_MAX_PARTS,
 };
 pub use jobs::{Connections, DriverOptions, JobsConfig, PipelineConfig, JOB_DRIVERS};
 pub use ops::{

@@ -122,6 +122,7 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("http.uploads.dir", Sup, Val),
     ("http.uploads.forbid", Sup, Val),
     ("http.uploads.allow", Sup, Val),
+    ("http.uploads.max_parts", Sup, Val),
     ("http.headers", Sup, Section),
     ("http.headers.cors", Sup, Section),
     ("http.headers.cors.allowed_origin", Sup, Val),

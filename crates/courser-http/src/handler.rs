@@ -344,6 +344,10 @@ async fn serve<B: ReqBody>(
                 uploads = Some(m.files);
                 Bytes::from(out)
             }
+            Err(e @ payload::PayloadError::TooManyParts { .. }) => {
+                tracing::warn!(error = %e, uri = %meta.uri, "http: refused a multipart body");
+                return crate::guard::closing(StatusCode::BAD_REQUEST, &format!("{e}\n"));
+            }
             Err(e) => return body_error(limit, &e),
         }
     } else {

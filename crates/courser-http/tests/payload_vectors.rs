@@ -754,6 +754,7 @@ fn options(dir: &Path, forbid: &[&str], allow: &[&str]) -> UploadOptions {
         forbid: forbid.iter().map(|s| s.to_string()).collect(),
         allow: allow.iter().map(|s| s.to_string()).collect(),
         max_part_fields_bytes: 1 << 20,
+        max_parts: MAX_PARTS,
     }
 }
 
@@ -1078,6 +1079,15 @@ async fn multipart_failures_delete_temp_files() {
         .map(|i| value(&format!("v{i}"), ""))
         .collect();
     check(run(body(&parts), 4096, &opts).await, "more than 1000 parts");
+    let few = UploadOptions {
+        max_parts: 3,
+        ..opts.clone()
+    };
+    check(
+        run(body(&parts[..4]), 4096, &few).await,
+        "more than 3 parts; raise http.uploads.max_parts",
+    );
+    assert!(run(body(&parts[..3]), 4096, &few).await.is_ok());
 }
 
 #[tokio::test]

@@ -185,6 +185,44 @@ fn crashes_errors_and_stdout_garbage_fail_one_request_only() {
     );
 }
 
+/// Issue 18, item 7: too many multipart parts get 400 with the reason and the
+/// key that raises the limit, in the answer and in the log.
+#[test]
+fn too_many_multipart_parts_say_why_and_the_limit_is_a_key() {
+    let s = Server::start("");
+    let multipart = |n: usize| {
+        let mut body = String::new();
+        for i in 0..n {
+            body.push_str(&format!(
+                "--XyZ\r\nContent-Disposition: form-data; name=\"v{i}\"\r\n\r\n{i}\r\n"
+            ));
+        }
+        body.push_str("--XyZ--\r\n");
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let r = common::send_raw(s.port, multipart(1001).as_bytes());
+    assert_eq!(r.as_ref().map(|r| r.0), Some(400));
+    let text = body_text(&r);
+    assert!(
+        text.contains("more than 1000 parts") && text.contains("http.uploads.max_parts"),
+        "{text}"
+    );
+    assert!(wait_for(Duration::from_secs(5), || s
+        .log_text()
+        .contains("more than 1000 parts")));
+    let r = common::send_raw(s.port, multipart(1000).as_bytes());
+    assert_eq!(r.as_ref().map(|r| r.0), Some(200), "1000 parts are fine");
+    drop(s);
+    let s = Server::start_with("", "m", &["-o", "http.uploads.max_parts=5"], None);
+    let r = common::send_raw(s.port, multipart(6).as_bytes());
+    assert!(body_text(&r).contains("more than 5 parts"), "{r:?}");
+    let r = common::send_raw(s.port, multipart(5).as_bytes());
+    assert_eq!(r.as_ref().map(|r| r.0), Some(200));
+}
+
 /// Issue 18, item 6: one failure, one log line (the pool no longer logs what
 /// its caller logs with the request it belonged to).
 #[test]

@@ -247,7 +247,7 @@ pub enum PayloadError {
         limit: usize,
     },
     /// The multipart body has too many parts.
-    #[error("the multipart body has more than {limit} parts")]
+    #[error("the multipart body has more than {limit} parts; raise http.uploads.max_parts to accept more")]
     TooManyParts {
         /// The limit.
         limit: usize,

@@ -49,7 +49,7 @@ use tempfile::TempPath;
 use tokio::io::AsyncWriteExt;
 
 /// Go's default limit on the parts of one multipart body (`multipartmaxparts`).
-pub const MAX_PARTS: usize = 1000;
+pub const MAX_PARTS: usize = courser_config::DEFAULT_MAX_PARTS;
 
 /// Go's limit for non-file values with RoadRunner's 32 MiB `ReadForm`: the
 /// memory budget plus 10 MiB.
@@ -80,6 +80,8 @@ pub struct UploadOptions {
     /// Cap on the total size of the non-file fields (names and values) held
     /// in memory; going over fails the request.
     pub max_part_fields_bytes: usize,
+    /// Most parts in one body (`http.uploads.max_parts`).
+    pub max_parts: usize,
 }
 
 impl From<&courser_config::UploadsConfig> for UploadOptions {
@@ -90,6 +92,7 @@ impl From<&courser_config::UploadsConfig> for UploadOptions {
             forbid: c.forbid.clone(),
             allow: c.allow.clone(),
             max_part_fields_bytes: DEFAULT_MAX_PART_FIELDS_BYTES,
+            max_parts: c.max_parts,
         }
     }
 }
@@ -222,8 +225,10 @@ where
             progress: &progress,
         };
         parts += 1;
-        if parts > MAX_PARTS {
-            return Err(PayloadError::TooManyParts { limit: MAX_PARTS });
+        if parts > opts.max_parts {
+            return Err(PayloadError::TooManyParts {
+                limit: opts.max_parts,
+            });
         }
         let disposition = field
             .field
