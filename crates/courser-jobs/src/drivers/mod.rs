@@ -2,6 +2,7 @@
 
 pub mod beanstalk;
 pub mod local;
+pub mod nats;
 pub mod redis;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
         "boltdb" => local::open_boltdb(args).await,
         "redis" => redis::open(args).await,
         "beanstalk" => beanstalk::open(args).await,
+        "nats" => nats::open(args).await,
         other => Err(JobsError::Other(format!(
             "jobs.pipelines.{}.driver: the {other} driver is not built into this Courser",
             args.pipeline.name
