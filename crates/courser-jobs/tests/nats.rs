@@ -469,3 +469,38 @@ async fn throughput_10k() {
     d.stop().await.expect("stop");
     cleanup(&b, &name).await;
 }
+
+#[tokio::test]
+async fn delayed_jobs_do_not_take_prefetch_slots() {
+    let Some(b) = broker() else { return };
+    let name = unique("dpend");
+    let d = open_with(&b, &name, "{prefetch: 2}").await;
+    let (sink, r) = sink_pair(100, 10);
+    d.resume(sink).await.expect("resume");
+    for i in 0..2 {
+        let mut j = job(&format!("late{i}"));
+        j.options.delay = 3;
+        d.push(j).await.expect("push");
+    }
+    stat_until(&d, |s| s.delayed == 2).await;
+    println!("{:?}", d.stat().await.expect("stat"));
+    let t = Instant::now();
+    d.push(job("now")).await.expect("push");
+    let got = expect_next(&r).await;
+    println!(
+        "undelayed job behind 2 delayed (prefetch 2) after {:?}: {}",
+        t.elapsed(),
+        got.job.id
+    );
+    assert_eq!(
+        got.job.id, "now",
+        "delayed jobs must not stall the consumer"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    got.acker.ack().await.expect("ack");
+    for _ in 0..2 {
+        expect_next(&r).await.acker.ack().await.expect("ack");
+    }
+    d.stop().await.expect("stop");
+    cleanup(&b, &name).await;
+}

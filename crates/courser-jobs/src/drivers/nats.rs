@@ -3,7 +3,7 @@
 //!
 //! - open: connect, `get_or_create` the stream on `subject` (file storage) and
 //!   the durable pull consumer `courser-<pipeline>` (explicit ack, `ack_wait`,
-//!   `max_ack_pending = prefetch`). Every Courser node on the pipeline binds
+//!   `max_ack_pending = prefetch + 1000`, room for delayed jobs). Every Courser node on the pipeline binds
 //!   the same durable consumer, so each message goes to one of them.
 //! - push: JetStream publish, `Ok` once the PubAck came back (bounded by
 //!   `jobs.timeout`); push_batch publishes all, then awaits all the acks.
@@ -36,6 +36,9 @@ const KIND: &str = "nats";
 pub const NOT_BEFORE: &str = "Courser-Not-Before";
 /// The longest one pull request waits for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
+/// Server-side ack-pending room above `prefetch` for delayed jobs waiting in
+/// a NAK timer (default of the `max_ack_pending` key is `prefetch` + this).
+const DELAY_SLOTS: usize = 1000;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -56,6 +59,15 @@ pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
         .seconds("ack_wait")?
         .filter(|d| !d.is_zero())
         .unwrap_or(Duration::from_secs(30));
+    // Delayed jobs waiting in a NAK timer stay ack-pending on the server, so
+    // the server bound needs room above `prefetch` or they would stall the
+    // consumer; `prefetch` itself is enforced per node by the permits.
+    let max_ack_pending = c
+        .uint("max_ack_pending")?
+        .filter(|n| *n > 0)
+        .map(|n| n as usize)
+        .unwrap_or(prefetch + DELAY_SLOTS)
+        .max(prefetch);
     if c.uint("rate_limit")?.is_some_and(|r| r > 0) {
         tracing::warn!(
             pipeline = %p.name,
@@ -144,7 +156,7 @@ pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
         durable_name: Some(s.durable.clone()),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: s.ack_wait,
-        max_ack_pending: prefetch as i64,
+        max_ack_pending: max_ack_pending as i64,
         deliver_policy: if s.deliver_new {
             consumer::DeliverPolicy::New
         } else {
