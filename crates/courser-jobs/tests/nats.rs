@@ -504,3 +504,81 @@ async fn delayed_jobs_do_not_take_prefetch_slots() {
     d.stop().await.expect("stop");
     cleanup(&b, &name).await;
 }
+
+/// A server of our own, killed mid-run: pushes fail within the timeout,
+/// and work again once it is back on the same port and store.
+#[tokio::test]
+async fn push_fails_within_the_timeout_while_the_server_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let dir = tempfile::tempdir().expect("dir");
+    let start = || {
+        std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    };
+    let Ok(child) = start() else {
+        eprintln!("skipping: no nats-server; apt-get install nats-server");
+        return;
+    };
+    let hostport = format!("127.0.0.1:{port}");
+    let wait_up = || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(&hostport).is_err() {
+            assert!(Instant::now() < deadline, "nats-server not up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_up();
+    let mut b = Broker {
+        addr: format!("nats://{hostport}"),
+        _child: Some(child),
+        _dir: None,
+    };
+    let p = pipeline("outage", "");
+    let conns = Connections {
+        nats_addr: Some(b.addr.clone()),
+        ..Connections::default()
+    };
+    let d = open(OpenArgs {
+        pipeline: &p,
+        connections: &conns,
+        timeout: Duration::from_secs(2),
+    })
+    .await
+    .expect("open");
+    d.push(job("before")).await.expect("push");
+    if let Some(c) = b._child.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let t = Instant::now();
+    let e = d.push(job("during")).await.expect_err("push must fail");
+    println!("push during the outage: {e} (after {:?})", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(e.to_string().contains(&hostport), "{e}");
+    b._child = Some(start().expect("restart"));
+    wait_up();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while d.push(job("after")).await.is_err() {
+        assert!(Instant::now() < deadline, "pushes never recovered");
+    }
+    let (sink, r) = sink_pair(100, 10);
+    d.resume(sink).await.expect("resume");
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        let got = expect_next(&r).await;
+        ids.push(got.job.id.clone());
+        got.acker.ack().await.expect("ack");
+    }
+    assert!(
+        ids.contains(&"before".to_string()) && ids.contains(&"after".to_string()),
+        "{ids:?}"
+    );
+    d.stop().await.expect("stop");
+}
