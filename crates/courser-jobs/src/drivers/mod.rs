@@ -3,6 +3,7 @@
 pub mod amqp;
 pub mod beanstalk;
 pub mod local;
+pub mod nats;
 pub mod redis;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub async fn open(args: OpenArgs<'_>) -> Result<Arc<dyn Driver>, JobsError> {
         "redis" => redis::open(args).await,
         "amqp" => amqp::open(args).await,
         "beanstalk" => beanstalk::open(args).await,
+        "nats" => nats::open(args).await,
         other => Err(JobsError::Other(format!(
             "jobs.pipelines.{}.driver: the {other} driver is not built into this Courser",
             args.pipeline.name
