@@ -31,6 +31,8 @@ pub struct Config {
     pub reload: Option<crate::ReloadConfig>,
     /// Queues consumed by PHP workers; on only with a `jobs` section.
     pub jobs: Option<crate::JobsConfig>,
+    /// Key-value storages served over RPC; on only with a `kv` section.
+    pub kv: Option<crate::KvConfig>,
     pub endure: EndureConfig,
     /// The merged, expanded and overridden tree, for plugins that read their
     /// sections later. Values that came from `${VAR}` expansion are strings.
@@ -374,9 +376,11 @@ pub(crate) fn build(
             });
         }
     }
+    let kv = crate::kv::parse_kv(&root, warnings)?;
     Ok(Config {
         reload,
         jobs,
+        kv,
         version,
         rpc,
         server,

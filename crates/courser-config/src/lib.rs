@@ -49,6 +49,7 @@ mod env;
 mod error;
 mod http;
 mod jobs;
+mod kv;
 mod ops;
 mod overrides;
 mod pool;
@@ -73,6 +74,10 @@ pub use http::{
     SslConfig, StaticConfig, UploadsConfig, DEFAULT_MAX_PARTS,
 };
 pub use jobs::{Connections, DriverOptions, JobsConfig, PipelineConfig, JOB_DRIVERS};
+pub use kv::{
+    KvConfig, KvDriver, StorageConfig, DEFAULT_MEMORY_MAX_ENTRIES, DEFAULT_MEMORY_MAX_SIZE,
+    KV_DRIVERS,
+};
 pub use ops::{
     label_name_ok, metric_name_ok, CollectSpec, MetricsConfig, ReloadConfig, ReloadTarget,
     StatusConfig,

@@ -187,10 +187,10 @@ pub const KEYS: &[(&str, Status, Kind)] = &[
     ("status.unavailable_status_code", Sup, Val),
     ("status.check_timeout", Sup, Val),
     // kv
-    ("kv", Nys, Section),
-    ("kv.*", Nys, Section),
-    ("kv.*.driver", Nys, Val),
-    ("kv.*.config", Nys, Open),
+    ("kv", Sup, Section),
+    ("kv.*", Sup, Section),
+    ("kv.*.driver", Sup, Val),
+    ("kv.*.config", Sup, Open),
     // jobs
     ("jobs", Sup, Section),
     ("jobs.num_pollers", Sup, Val),
@@ -474,7 +474,7 @@ mod tests {
             ("http.http3.address", Some(Nys)),
             ("jobs.pool.num_workers", Some(Sup)),
             ("jobs.pipelines.mine.config.prefetch", Some(Sup)),
-            ("kv.local.config.interval", Some(Nys)),
+            ("kv.local.config.interval", Some(Sup)),
             ("logs.channels.http.level", Some(Sup)),
             ("logs.channels.http.output", Some(Nys)),
             (

@@ -131,6 +131,7 @@ fn minimal_config_gets_roadrunner_defaults() {
                     dir: std::env::temp_dir(),
                     forbid: vec![],
                     allow: vec![],
+                    max_parts: courser_config::DEFAULT_MAX_PARTS,
                 },
                 static_files: None,
                 headers: None,
@@ -580,7 +581,7 @@ fn warnings() {
         ),
         (
             "kv:\n  a:\n    driver: memory\n    config: {anything: 1}\n  b:\n    driver: memory\n",
-            &["kv is not supported by Courser yet; it is ignored"],
+            &["unknown key kv.a.config.anything; the memory driver reads max_size, max_entries, interval; it is ignored"],
         ),
         (
             "logs:\n  channels:\n    http:\n      level: info\n      output: stdout\n",
@@ -774,7 +775,6 @@ fn roadrunner_sample_loads_with_only_unsupported_warnings() {
             "logs.line_ending",
             "logs.file_logger_options",
             "logs.channels.server.output",
-            "kv",
             "jobs.options",
             "endure.print_graph",
             "endure.log_level",

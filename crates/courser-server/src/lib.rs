@@ -234,6 +234,7 @@ fn factories(metrics: Option<&courser_metrics::Metrics>) -> Vec<Box<dyn Factory>
             metrics: metrics.cloned(),
         }),
         Box::new(courser_jobs::JobsFactory),
+        Box::new(courser_kv::KvFactory),
     ]
 }
 
