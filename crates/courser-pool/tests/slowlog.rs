@@ -258,9 +258,9 @@ async fn exec_ttl_still_kills_the_slow_job_after_its_stack_was_logged() {
     let text = logs.text();
     eprintln!("{text}");
     assert_eq!(logs.slow_records(pid), 1, "{text}");
-    let stack_at = text.find("(POST /hang); PHP stack:").expect("stack record");
-    let failed_at = text.find("job failed").expect("exec_ttl record");
-    assert!(stack_at < failed_at, "{text}");
+    // (The pool reports the kill as the job's error above, not as a log line of
+    // its own: the caller logs it once, with its request.)
+    assert!(text.contains("(POST /hang); PHP stack:"), "{text}");
     assert_eq!(pool.stats().restarts(RestartReason::ExecTtl), 1);
     assert!(eventually(Duration::from_secs(10), || pool.ready_workers() == 1).await);
     pool.stop(Duration::from_secs(2)).await;
