@@ -249,9 +249,20 @@ impl Driver for BeanstalkDriver {
     }
 
     async fn pause(&self) -> Result<(), JobsError> {
+        // Wait until the consumer task has let go of the sink, so that no
+        // job pushed after `pause` returns is delivered (a reserve already in
+        // flight is released back to the tube).
+        let (tx, rx) = oneshot::channel();
         self.ctl
-            .send(Ctl::Pause)
-            .map_err(|_| self.s.err("pausing", "the driver is stopped"))
+            .send(Ctl::Pause(tx))
+            .map_err(|_| self.s.err("pausing", "the driver is stopped"))?;
+        match tokio::time::timeout(self.s.timeout, rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.s.err("pausing", "the driver stopped meanwhile")),
+            Err(_) => Err(self
+                .s
+                .err("pausing", "the consumer did not answer within jobs.timeout")),
+        }
     }
 
     async fn stop(&self) -> Result<(), JobsError> {
@@ -295,7 +306,7 @@ impl Driver for BeanstalkDriver {
 /// What the consumer task is told.
 enum Ctl {
     Resume(Sink),
-    Pause,
+    Pause(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
     Settle {
         id: u64,
@@ -585,7 +596,10 @@ impl Consumer {
     async fn handle(&mut self, c: Ctl) -> Flow {
         match c {
             Ctl::Resume(sink) => self.sink = Some(sink),
-            Ctl::Pause => self.sink = None,
+            Ctl::Pause(done) => {
+                self.sink = None;
+                let _ = done.send(());
+            }
             Ctl::Stop(done) => {
                 self.conn = None;
                 let _ = done.send(());
